@@ -1,0 +1,138 @@
+#include "actors/node.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <iostream>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "actors/gateway.hpp"
+#include "actors/registry.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/tags.hpp"
+#include "net/http.hpp"
+#include "net/routes.hpp"
+#include "storage/database.hpp"
+#include "storage/migrations.hpp"
+
+namespace ebridge {
+
+namespace {
+
+int migrate_or_report(const options& opts) {
+  pg_connection db{opts.postgres_url, "ebridge-migrate"};
+  auto applied = migrate(db);
+  if (!applied) {
+    log::error("migrations", "failed", {{"error", describe(applied.error())}});
+    std::cerr << "ebridge: cannot migrate the database (postgres.url): "
+              << error_message(applied.error()) << '\n';
+    return exit_failure;
+  }
+  log::info("migrations", "done",
+            {{"applied_now", std::to_string(applied->size())},
+             {"known", std::to_string(known_migrations().size())}});
+  return exit_ok;
+}
+
+/// Creates the data directory if needed and checks that it is writable.
+caf::error prepare_data_dir(const std::string& dir) {
+  std::string path;
+  for (size_t pos = 0; pos != std::string::npos;) {
+    pos = dir.find('/', pos + 1);
+    path = dir.substr(0, pos);
+    if (!path.empty() && ::mkdir(path.c_str(), 0750) != 0 && errno != EEXIST)
+      return make_error(ec::invalid_config,
+                        "data-dir: cannot create " + path + ": "
+                          + std::strerror(errno));
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    return make_error(ec::invalid_config, "data-dir: " + dir
+                                            + " is not a writable directory: "
+                                            + std::strerror(errno));
+  return caf::none;
+}
+
+} // namespace
+
+int run_migrate(const options& opts) {
+  return migrate_or_report(opts);
+}
+
+int run_ref(const std::vector<std::string>& args) {
+  if (args.size() != 1) {
+    std::cerr << "ebridge ref: expected exactly one argument, a JSON object "
+                 "of string tags, e.g. ebridge ref '{\"team\":\"infra\"}'\n";
+    return exit_usage;
+  }
+  auto tags = parse_tags(args[0]);
+  if (!tags) {
+    std::cerr << "ebridge ref: " << error_message(tags.error()) << '\n';
+    return exit_usage;
+  }
+  auto ref = source_ref(*tags);
+  std::cout << "sourceRef " << ref << '\n'
+            << "streamUrl " << stream_path(ref) << '\n'
+            << "tags " << to_json(*tags) << '\n';
+  return exit_ok;
+}
+
+int run_serve(const options& opts) {
+  if (auto err = prepare_data_dir(opts.data_dir)) {
+    std::cerr << "ebridge: " << error_message(err) << '\n';
+    return exit_usage;
+  }
+  if (auto rc = migrate_or_report(opts); rc != exit_ok)
+    return rc;
+  // Declared before the actor system so that it outlives it.
+  io_runtime io{1};
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  cfg.set("scheduler.max-threads", opts.max_threads);
+  caf::actor_system sys{cfg};
+  auto registry_handle = sys.spawn(registry, opts.registry_pool_size,
+                                   postgres_registry_workers(opts.postgres_url));
+  auto gateway_handle = sys.spawn(gateway, registry_handle,
+                                  opts.registry_timeout);
+  http_server server{io, [gateway_handle](http_request req,
+                                          http_responder respond) {
+                       handle_request(gateway_handle, std::move(req),
+                                      std::move(respond));
+                     }};
+  auto port = server.listen(opts.http_listen.host, opts.http_listen.port);
+  if (!port) {
+    std::cerr << "ebridge: " << error_message(port.error()) << '\n';
+    caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
+    sys.await_all_actors_done();
+    return exit_usage;
+  }
+  std::promise<int> stop_signal;
+  io.on_shutdown_signal([&stop_signal](int sig) { stop_signal.set_value(sig); });
+  io.start();
+  log::info("node", "serving",
+            {{"http", opts.http_listen.host + ":" + std::to_string(*port)},
+             {"data_dir", opts.data_dir},
+             {"threads", std::to_string(opts.max_threads)}});
+  auto sig = stop_signal.get_future().get();
+  log::info("node", "shutting down", {{"signal", std::to_string(sig)}});
+  // Order: stop taking requests, stop the actors and wait for them, then
+  // stop asio; the actor system itself dies last but one.
+  server.stop();
+  caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
+  sys.await_all_actors_done();
+  io.stop();
+  log::info("node", "stopped");
+  return exit_ok;
+}
+
+} // namespace ebridge

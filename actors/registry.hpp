@@ -1,0 +1,50 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/actors.hpp"
+#include "storage/registry_store.hpp"
+
+namespace caf {
+class actor_system;
+} // namespace caf
+
+namespace ebridge {
+
+/// Makes one registry worker. The registry calls it for every slot of its
+/// pool and again to replace a worker that died.
+using registry_worker_factory = std::function<registry_actor(caf::actor_system&)>;
+
+struct registry_state {
+  /// The pool, in round-robin order.
+  std::vector<registry_actor> workers;
+  size_t next = 0;
+  registry_worker_factory make_worker;
+
+  /// The worker for the next request.
+  const registry_actor& pick() {
+    next = (next + 1) % workers.size();
+    return workers[next];
+  }
+
+  static inline const char* name = "registry";
+};
+
+/// The registry: forwards every request to a worker of its pool (the worker
+/// answers the requester directly) and replaces workers that die.
+registry_actor::behavior_type
+registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size,
+         registry_worker_factory make_worker);
+
+/// A registry worker: runs the backend's operations one at a time.
+registry_actor::behavior_type
+registry_worker(registry_actor::pointer self,
+                std::shared_ptr<registry_backend> backend);
+
+/// Workers on Postgres, each a detached actor with its own connection.
+registry_worker_factory postgres_registry_workers(std::string postgres_url);
+
+} // namespace ebridge

@@ -1,0 +1,421 @@
+#include "config/options.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include <libpq-fe.h>
+
+#include "core/error.hpp"
+
+extern char** environ;
+
+namespace ebridge {
+
+namespace {
+
+/// Where a value came from, for error messages.
+struct origin {
+  std::string text; // e.g. "--http.listen", "EBRIDGE_HTTP_LISTEN", "file x:3"
+};
+
+using setter = std::function<caf::error(options&, std::string_view)>;
+
+struct option_info {
+  std::string key;       // config-file key and CLI flag name
+  std::string help;
+  std::function<std::string(const options&)> show; // renders the value
+  setter set;
+};
+
+std::string env_name(std::string_view key) {
+  std::string result = "EBRIDGE_";
+  for (char c : key)
+    result += (c == '.' || c == '-') ? '_'
+                                     : static_cast<char>(std::toupper(
+                                       static_cast<unsigned char>(c)));
+  return result;
+}
+
+caf::expected<uint64_t> parse_unsigned(std::string_view text, uint64_t min,
+                                       uint64_t max) {
+  if (text.empty() || text.size() > 19
+      || !std::all_of(text.begin(), text.end(),
+                      [](char c) { return c >= '0' && c <= '9'; }))
+    return make_error(ec::invalid_config,
+                      "expected a whole number, got \"" + std::string{text}
+                        + "\"");
+  uint64_t value = std::stoull(std::string{text});
+  if (value < min || value > max)
+    return make_error(ec::invalid_config,
+                      std::to_string(value) + " is out of range "
+                        + std::to_string(min) + "-" + std::to_string(max));
+  return value;
+}
+
+caf::error check_postgres_url(std::string_view text) {
+  if (text.empty())
+    return make_error(ec::invalid_config, "must not be empty");
+  char* message = nullptr;
+  auto* parsed = PQconninfoParse(std::string{text}.c_str(), &message);
+  if (parsed == nullptr) {
+    std::string reason = message != nullptr ? message : "cannot be parsed";
+    PQfreemem(message);
+    while (!reason.empty() && std::isspace(static_cast<unsigned char>(reason.back())))
+      reason.pop_back();
+    return make_error(ec::invalid_config, "not a valid connection string: "
+                                            + reason);
+  }
+  PQconninfoFree(parsed);
+  return caf::none;
+}
+
+const std::vector<option_info>& option_table() {
+  static const std::vector<option_info> table = {
+    {"config", "config file to read (key = value lines, [section] headers)",
+     [](const options& o) { return o.config_file.empty() ? "(none)"
+                                                         : o.config_file; },
+     [](options& o, std::string_view v) -> caf::error {
+       if (v.empty())
+         return make_error(ec::invalid_config, "must not be empty");
+       o.config_file = std::string{v};
+       return caf::none;
+     }},
+    {"postgres.url", "Postgres connection URL or key=value conninfo",
+     [](const options& o) { return o.postgres_url; },
+     [](options& o, std::string_view v) -> caf::error {
+       if (auto err = check_postgres_url(v))
+         return err;
+       o.postgres_url = std::string{v};
+       return caf::none;
+     }},
+    {"http.listen", "HTTP address to listen on, HOST:PORT ([::1]:PORT for IPv6)",
+     [](const options& o) {
+       auto& a = o.http_listen;
+       return (a.host.find(':') != std::string::npos ? "[" + a.host + "]"
+                                                     : a.host)
+              + ":" + std::to_string(a.port);
+     },
+     [](options& o, std::string_view v) -> caf::error {
+       auto addr = parse_listen_address(v);
+       if (!addr)
+         return addr.error();
+       o.http_listen = std::move(*addr);
+       return caf::none;
+     }},
+    {"data-dir", "directory for ebridge's local data (created if missing)",
+     [](const options& o) { return o.data_dir; },
+     [](options& o, std::string_view v) -> caf::error {
+       if (v.empty())
+         return make_error(ec::invalid_config, "must not be empty");
+       o.data_dir = std::string{v};
+       return caf::none;
+     }},
+    {"log.level", "least severe log level shown: trace|debug|info|warn|error|off",
+     [](const options& o) { return std::string{to_string(o.log)}; },
+     [](options& o, std::string_view v) -> caf::error {
+       if (!from_string(v, o.log))
+         return make_error(ec::invalid_config,
+                           "expected trace, debug, info, warn, error or off, "
+                           "got \"" + std::string{v} + "\"");
+       return caf::none;
+     }},
+    {"scheduler.max-threads", "actor scheduler threads (default: CPU cores)",
+     [](const options& o) { return std::to_string(o.max_threads); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 1, 256);
+       if (!n)
+         return n.error();
+       o.max_threads = *n;
+       return caf::none;
+     }},
+    {"registry.pool-size", "Postgres connections of the registry",
+     [](const options& o) { return std::to_string(o.registry_pool_size); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 1, 64);
+       if (!n)
+         return n.error();
+       o.registry_pool_size = *n;
+       return caf::none;
+     }},
+    {"registry.timeout", "longest wait for one registry operation (e.g. 5s)",
+     [](const options& o) { return to_string(o.registry_timeout); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto d = parse_duration(v);
+       if (!d)
+         return d.error();
+       if (d->count() == 0)
+         return make_error(ec::invalid_config, "must be positive");
+       o.registry_timeout = *d;
+       return caf::none;
+     }},
+  };
+  return table;
+}
+
+const option_info* find_option(std::string_view key) {
+  for (auto& info : option_table())
+    if (info.key == key)
+      return &info;
+  return nullptr;
+}
+
+caf::error apply(options& opts, std::string_view key, std::string_view value,
+                 const std::string& where) {
+  auto* info = find_option(key);
+  if (info == nullptr)
+    return make_error(ec::invalid_config,
+                      "unknown option " + std::string{key} + " (" + where
+                        + "); see ebridge --help");
+  if (auto err = info->set(opts, value))
+    return make_error(ec::invalid_config,
+                      "invalid value for option " + info->key + " (" + where
+                        + "): " + error_message(err));
+  return caf::none;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+    s.remove_suffix(1);
+  return s;
+}
+
+caf::error read_config_file(options& opts, const std::string& path) {
+  std::ifstream in{path};
+  if (!in)
+    return make_error(ec::invalid_config,
+                      "cannot read config file " + path
+                        + " (option config): " + std::strerror(errno));
+  std::string line;
+  std::string section;
+  size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    auto where = "config file " + path + ":" + std::to_string(number);
+    auto text = trim(line);
+    if (text.empty() || text.front() == '#' || text.front() == ';')
+      continue;
+    if (text.front() == '[') {
+      if (text.back() != ']' || text.size() < 3)
+        return make_error(ec::invalid_config,
+                          "malformed section header in " + where);
+      section = std::string{trim(text.substr(1, text.size() - 2))};
+      continue;
+    }
+    auto eq = text.find('=');
+    if (eq == std::string_view::npos)
+      return make_error(ec::invalid_config,
+                        "expected key = value in " + where);
+    auto key = std::string{trim(text.substr(0, eq))};
+    auto value = trim(text.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+      value = value.substr(1, value.size() - 2);
+    if (!section.empty())
+      key = section + "." + key;
+    if (key == "config")
+      return make_error(ec::invalid_config,
+                        "option config cannot be set in a config file ("
+                          + where + ")");
+    if (auto err = apply(opts, key, value, where))
+      return err;
+  }
+  return caf::none;
+}
+
+} // namespace
+
+environment process_environment() {
+  environment result;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view text{*entry};
+    auto eq = text.find('=');
+    if (eq != std::string_view::npos)
+      result.emplace(std::string{text.substr(0, eq)},
+                     std::string{text.substr(eq + 1)});
+  }
+  return result;
+}
+
+caf::expected<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9')
+    ++digits;
+  auto unit = text.substr(digits);
+  auto bad = [&] {
+    return make_error(ec::invalid_config,
+                      "expected a duration such as 500ms, 20s, 5min or 1h, "
+                      "got \"" + std::string{text} + "\"");
+  };
+  if (digits == 0 || digits > 12)
+    return bad();
+  int64_t n = std::stoll(std::string{text.substr(0, digits)});
+  int64_t scale = 0;
+  if (unit == "ms")
+    scale = 1;
+  else if (unit == "s")
+    scale = 1000;
+  else if (unit == "m" || unit == "min")
+    scale = 60'000;
+  else if (unit == "h")
+    scale = 3'600'000;
+  else
+    return bad();
+  // Nothing ebridge waits for is longer than a year; refuse larger values.
+  constexpr int64_t year_ms = 366LL * 24 * 3'600'000;
+  if (n > year_ms / scale)
+    return make_error(ec::invalid_config,
+                      "duration \"" + std::string{text}
+                        + "\" is longer than a year");
+  return std::chrono::milliseconds{n * scale};
+}
+
+std::string to_string(std::chrono::milliseconds value) {
+  auto ms = value.count();
+  if (ms != 0 && ms % 3'600'000 == 0)
+    return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0)
+    return std::to_string(ms / 60'000) + "min";
+  if (ms != 0 && ms % 1000 == 0)
+    return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+caf::expected<listen_address> parse_listen_address(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return make_error(ec::invalid_config, why + ", got \"" + std::string{text}
+                                            + "\"");
+  };
+  listen_address result;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size()
+        || text[close + 1] != ':')
+      return bad("expected [IPv6]:PORT");
+    result.host = std::string{text.substr(1, close - 1)};
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return bad("expected HOST:PORT");
+    result.host = std::string{text.substr(0, colon)};
+    if (result.host.find(':') != std::string::npos)
+      return bad("IPv6 hosts need brackets, as in [::1]:8080");
+    port = text.substr(colon + 1);
+  }
+  if (result.host.empty())
+    return bad("the host is missing (use 0.0.0.0 for every interface)");
+  auto n = parse_unsigned(port, 0, 65535);
+  if (!n)
+    return bad("the port must be a number in 0-65535 (0 picks a free port)");
+  result.port = static_cast<uint16_t>(*n);
+  return result;
+}
+
+caf::expected<invocation> parse_invocation(const std::vector<std::string>& args,
+                                           const environment& env) {
+  invocation result;
+  result.opts.max_threads = std::max(1u, std::thread::hardware_concurrency());
+  // Command-line options, kept aside so that they win over file and env.
+  std::vector<std::pair<std::string, std::string>> cli;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto& arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      result.help = true;
+    } else if (arg == "--version" || arg == "-V") {
+      result.version = true;
+    } else if (arg == "--") {
+      for (++i; i < args.size(); ++i)
+        result.args.push_back(args[i]);
+    } else if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      auto eq = arg.find('=');
+      auto key = arg.substr(2, eq == std::string::npos ? std::string::npos
+                                                       : eq - 2);
+      if (find_option(key) == nullptr)
+        return make_error(ec::invalid_config,
+                          "unknown option --" + key + "; see ebridge --help");
+      if (eq != std::string::npos) {
+        cli.emplace_back(key, arg.substr(eq + 1));
+      } else if (i + 1 < args.size()) {
+        cli.emplace_back(key, args[++i]);
+      } else {
+        return make_error(ec::invalid_config,
+                          "option --" + key + " needs a value");
+      }
+    } else if (arg.size() > 1 && arg.front() == '-') {
+      return make_error(ec::invalid_config,
+                        "unknown option " + arg + "; see ebridge --help");
+    } else if (result.command.empty()) {
+      result.command = arg;
+    } else {
+      result.args.push_back(arg);
+    }
+  }
+  // The config file is named by the CLI or the environment, then read first.
+  std::string file;
+  if (auto i = env.find("EBRIDGE_CONFIG"); i != env.end())
+    file = i->second;
+  for (auto& [key, value] : cli)
+    if (key == "config")
+      file = value;
+  if (!file.empty()) {
+    result.opts.config_file = file;
+    if (auto err = read_config_file(result.opts, file))
+      return err;
+  }
+  for (auto& [name, value] : env) {
+    if (name.compare(0, 8, "EBRIDGE_") != 0 || name == "EBRIDGE_CONFIG")
+      continue;
+    const option_info* info = nullptr;
+    for (auto& candidate : option_table())
+      if (env_name(candidate.key) == name)
+        info = &candidate;
+    if (info == nullptr) {
+      result.warnings.push_back("ignoring unknown environment variable "
+                                + name);
+      continue;
+    }
+    if (auto err = apply(result.opts, info->key, value, name))
+      return err;
+  }
+  for (auto& [key, value] : cli)
+    if (key != "config")
+      if (auto err = apply(result.opts, key, value, "--" + key))
+        return err;
+  return result;
+}
+
+std::string help_text() {
+  std::ostringstream out;
+  out << "ebridge: live, tag-filtered membership views of a Postgres "
+         "entities table,\nserved as durable, resumable HTTP streams.\n\n"
+         "usage: ebridge [OPTIONS] COMMAND [ARGS]\n\n"
+         "commands:\n"
+         "  serve          migrate the database, then serve HTTP until "
+         "SIGINT/SIGTERM\n"
+         "  migrate        apply database migrations and exit\n"
+         "  ref TAGS       print the source ref and stream path of a tag set "
+         "(JSON object)\n\n"
+         "options (flag, environment variable, default); precedence:\n"
+         "defaults < config file < environment < command line\n"
+         "  -h, --help     show this text\n"
+         "  -V, --version  show the version\n";
+  options defaults;
+  defaults.max_threads = std::max(1u, std::thread::hardware_concurrency());
+  for (auto& info : option_table()) {
+    out << "  --" << info.key << "=VALUE\n      " << info.help << "\n      env "
+        << env_name(info.key) << ", default " << info.show(defaults) << "\n";
+  }
+  out << "\nexit codes: 0 ok, 1 runtime failure, 2 bad usage, option or "
+         "input\n";
+  return out.str();
+}
+
+} // namespace ebridge

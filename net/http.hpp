@@ -1,0 +1,106 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+namespace ebridge {
+
+/// One HTTP request, as the server hands it to a handler.
+struct http_request {
+  std::string method;
+  /// Path and query, as sent.
+  std::string target;
+  /// Header fields with lowercase names, in arrival order.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  /// The first value of a header (name in lowercase), or nullptr.
+  const std::string* header(std::string_view name) const;
+
+  /// The target without its query.
+  std::string_view path() const;
+};
+
+/// One HTTP response.
+struct http_response {
+  unsigned status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  http_response& set(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+};
+
+/// Delivers the response to a request. Callable from any thread, once; the
+/// server posts it to the connection's executor.
+using http_responder = std::function<void(http_response)>;
+
+/// Turns a request into a response, now or later. Runs on an io thread and
+/// must never block it: anything slow goes to an actor.
+using http_handler = std::function<void(http_request, http_responder)>;
+
+/// The asio side of the process: an io_context and the threads that run it.
+/// Create it before the actor system so that it outlives it.
+class io_runtime {
+public:
+  explicit io_runtime(size_t threads);
+  ~io_runtime();
+
+  io_runtime(const io_runtime&) = delete;
+  io_runtime& operator=(const io_runtime&) = delete;
+
+  /// Starts the threads.
+  void start();
+
+  /// Calls `fn` once SIGINT or SIGTERM arrives (on an io thread).
+  void on_shutdown_signal(std::function<void(int)> fn);
+
+  /// Stops the io_context and joins the threads.
+  void stop();
+
+  struct impl;
+  impl& get() {
+    return *impl_;
+  }
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+/// Limits the server enforces, each with a clear answer.
+struct http_limits {
+  size_t max_body = 1 << 20;       // 413 beyond
+  size_t max_header = 16 << 10;    // 431 beyond
+  std::chrono::seconds read_timeout{30};  // idle or slow clients: closed
+  std::chrono::seconds write_timeout{30};
+};
+
+/// An HTTP/1.1 server (Boost.Beast): one session per connection, keep-alive,
+/// no thread per connection.
+class http_server {
+public:
+  http_server(io_runtime& io, http_handler handler, http_limits limits = {});
+  ~http_server();
+
+  /// Binds and listens; returns the bound port (useful with port 0).
+  caf::expected<uint16_t> listen(const std::string& host, uint16_t port);
+
+  /// Stops accepting and closes open connections.
+  void stop();
+
+private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace ebridge

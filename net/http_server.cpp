@@ -1,0 +1,356 @@
+#include "net/http.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/tags.hpp"
+
+namespace ebridge {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+
+const std::string* http_request::header(std::string_view name) const {
+  for (auto& [key, value] : headers)
+    if (key == name)
+      return &value;
+  return nullptr;
+}
+
+std::string_view http_request::path() const {
+  std::string_view result{target};
+  return result.substr(0, result.find('?'));
+}
+
+// -- io_runtime ---------------------------------------------------------------
+
+struct io_runtime::impl {
+  explicit impl(size_t n) : threads_wanted(std::max<size_t>(n, 1)) {
+    // nop
+  }
+  asio::io_context ioc;
+  asio::executor_work_guard<asio::io_context::executor_type> work{
+    ioc.get_executor()};
+  asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  size_t threads_wanted;
+  std::vector<std::thread> threads;
+};
+
+io_runtime::io_runtime(size_t threads)
+  : impl_(std::make_unique<impl>(threads)) {
+  // nop
+}
+
+io_runtime::~io_runtime() {
+  stop();
+}
+
+void io_runtime::start() {
+  for (size_t i = 0; i < impl_->threads_wanted; ++i)
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+}
+
+void io_runtime::on_shutdown_signal(std::function<void(int)> fn) {
+  impl_->signals.async_wait(
+    [fn = std::move(fn)](const boost::system::error_code& err, int signal) {
+      if (!err)
+        fn(signal);
+    });
+}
+
+void io_runtime::stop() {
+  impl_->signals.cancel();
+  impl_->work.reset();
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads)
+    if (t.joinable())
+      t.join();
+  impl_->threads.clear();
+}
+
+// -- sessions -----------------------------------------------------------------
+
+namespace {
+
+class session;
+
+/// The sessions alive, so that stop() can close them.
+struct session_registry {
+  std::mutex mtx;
+  std::set<std::weak_ptr<session>, std::owner_less<std::weak_ptr<session>>>
+    sessions;
+};
+
+bhttp::response<bhttp::string_body>
+to_beast(http_response&& res, unsigned version, bool keep_alive, bool head) {
+  bhttp::response<bhttp::string_body> out{
+    static_cast<bhttp::status>(res.status), version};
+  out.set(bhttp::field::server, "ebridge");
+  out.set("X-Content-Type-Options", "nosniff");
+  for (auto& [name, value] : res.headers)
+    out.set(name, value);
+  out.body() = std::move(res.body);
+  out.keep_alive(keep_alive);
+  out.prepare_payload();
+  // A HEAD answer has the GET answer's Content-Length but no body.
+  if (head)
+    out.body().clear();
+  return out;
+}
+
+http_response error_response(unsigned status, std::string_view code,
+                             std::string_view message) {
+  http_response res;
+  res.status = status;
+  res.set("Content-Type", "application/json");
+  res.body = "{\"error\":{\"code\":" + js_string(code)
+             + ",\"message\":" + js_string(message) + "}}";
+  return res;
+}
+
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(tcp::socket&& socket, std::shared_ptr<http_handler> handler,
+          http_limits limits, std::shared_ptr<session_registry> registry)
+    : stream_(std::move(socket)), handler_(std::move(handler)),
+      limits_(limits), registry_(std::move(registry)) {
+    // nop
+  }
+
+  void start() {
+    {
+      std::lock_guard<std::mutex> guard{registry_->mtx};
+      registry_->sessions.insert(weak_from_this());
+    }
+    asio::dispatch(stream_.get_executor(),
+                   [self = shared_from_this()] { self->read(); });
+  }
+
+  /// Closes the connection from any thread.
+  void close() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      self->stream_.close();
+    });
+  }
+
+  ~session() {
+    std::lock_guard<std::mutex> guard{registry_->mtx};
+    registry_->sessions.erase(weak_from_this());
+  }
+
+private:
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(limits_.max_body);
+    parser_->header_limit(static_cast<uint32_t>(limits_.max_header));
+    stream_.expires_after(limits_.read_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code err,
+                                                  size_t) {
+                        self->on_read(err);
+                      });
+  }
+
+  void on_read(beast::error_code err) {
+    if (err == bhttp::error::end_of_stream || err == beast::error::timeout
+        || err == asio::error::operation_aborted
+        || err == asio::error::connection_reset) {
+      close_now();
+      return;
+    }
+    if (err) {
+      // Malformed or oversized requests get an answer, then the connection
+      // closes: the rest of the stream cannot be trusted.
+      if (err == bhttp::error::body_limit)
+        write(error_response(413, "PAYLOAD_TOO_LARGE",
+                             "request body exceeds "
+                               + std::to_string(limits_.max_body) + " bytes"),
+              11, false);
+      else if (err == bhttp::error::header_limit)
+        write(error_response(431, "HEADERS_TOO_LARGE",
+                             "request headers exceed "
+                               + std::to_string(limits_.max_header) + " bytes"),
+              11, false);
+      else
+        write(error_response(400, "BAD_REQUEST",
+                             "malformed HTTP request: " + err.message()),
+              11, false);
+      return;
+    }
+    auto msg = parser_->release();
+    http_request req;
+    req.method = std::string{msg.method_string()};
+    req.target = std::string{msg.target()};
+    for (auto& field : msg) {
+      std::string name{field.name_string()};
+      for (auto& c : name)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      req.headers.emplace_back(std::move(name), std::string{field.value()});
+    }
+    req.body = std::move(msg.body());
+    auto version = msg.version();
+    auto keep_alive = msg.keep_alive();
+    auto head = msg.method() == bhttp::verb::head;
+    // No read while a response is pending: one request at a time.
+    stream_.expires_never();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    auto self = shared_from_this();
+    (*handler_)(std::move(req), [self, once, version, keep_alive,
+                                 head](http_response res) {
+      if (once->exchange(true))
+        return;
+      asio::post(self->stream_.get_executor(),
+                 [self, res = std::move(res), version, keep_alive,
+                  head]() mutable {
+                   self->write(std::move(res), version, keep_alive, head);
+                 });
+    });
+  }
+
+  void write(http_response res, unsigned version, bool keep_alive,
+             bool head = false) {
+    auto msg = std::make_shared<bhttp::response<bhttp::string_body>>(
+      to_beast(std::move(res), version, keep_alive, head));
+    stream_.expires_after(limits_.write_timeout);
+    bhttp::async_write(stream_, *msg,
+                       [self = shared_from_this(), msg](beast::error_code err,
+                                                        size_t) {
+                         if (err || !msg->keep_alive()) {
+                           self->close_now();
+                           return;
+                         }
+                         self->read();
+                       });
+  }
+
+  void close_now() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::shared_ptr<http_handler> handler_;
+  http_limits limits_;
+  std::shared_ptr<session_registry> registry_;
+};
+
+} // namespace
+
+// -- http_server ----------------------------------------------------------------
+
+struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
+  impl(asio::io_context& ioc, http_handler handler, http_limits limits)
+    : ioc(ioc), acceptor(asio::make_strand(ioc)),
+      handler(std::make_shared<http_handler>(std::move(handler))),
+      limits(limits), sessions(std::make_shared<session_registry>()) {
+    // nop
+  }
+
+  void accept() {
+    acceptor.async_accept(asio::make_strand(ioc),
+                          [self = shared_from_this()](beast::error_code err,
+                                                      tcp::socket socket) {
+                            if (err == asio::error::operation_aborted
+                                || !self->acceptor.is_open())
+                              return;
+                            if (!err)
+                              std::make_shared<session>(std::move(socket),
+                                                        self->handler,
+                                                        self->limits,
+                                                        self->sessions)
+                                ->start();
+                            else
+                              log::warn("http", "accept failed",
+                                        {{"error", err.message()}});
+                            self->accept();
+                          });
+  }
+
+  asio::io_context& ioc;
+  tcp::acceptor acceptor;
+  std::shared_ptr<http_handler> handler;
+  http_limits limits;
+  std::shared_ptr<session_registry> sessions;
+};
+
+http_server::http_server(io_runtime& io, http_handler handler,
+                         http_limits limits)
+  : impl_(std::make_shared<impl>(io.get().ioc, std::move(handler), limits)) {
+  // nop
+}
+
+http_server::~http_server() {
+  stop();
+}
+
+caf::expected<uint16_t> http_server::listen(const std::string& host,
+                                            uint16_t port) {
+  beast::error_code err;
+  auto address = asio::ip::make_address(host, err);
+  if (err) {
+    // Not a literal address: resolve the name (for example "localhost").
+    asio::io_context resolver_ctx;
+    tcp::resolver resolver{resolver_ctx};
+    auto results = resolver.resolve(host, std::to_string(port), err);
+    if (err || results.empty())
+      return make_error(ec::invalid_config, "http.listen: cannot resolve host "
+                                              + host + ": " + err.message());
+    address = results.begin()->endpoint().address();
+  }
+  tcp::endpoint endpoint{address, port};
+  auto& acc = impl_->acceptor;
+  auto fail = [&](const char* what) {
+    return make_error(ec::invalid_config, std::string{"http.listen: cannot "}
+                                            + what + " " + host + ":"
+                                            + std::to_string(port) + ": "
+                                            + err.message());
+  };
+  if (acc.open(endpoint.protocol(), err); err)
+    return fail("open");
+  if (acc.set_option(asio::socket_base::reuse_address(true), err); err)
+    return fail("configure");
+  if (acc.bind(endpoint, err); err)
+    return fail("bind");
+  if (acc.listen(asio::socket_base::max_listen_connections, err); err)
+    return fail("listen on");
+  auto bound = acc.local_endpoint(err).port();
+  asio::dispatch(acc.get_executor(), [self = impl_] { self->accept(); });
+  return bound;
+}
+
+void http_server::stop() {
+  auto self = impl_;
+  asio::post(impl_->acceptor.get_executor(), [self] {
+    beast::error_code ignored;
+    self->acceptor.close(ignored);
+  });
+  std::vector<std::shared_ptr<session>> open;
+  {
+    std::lock_guard<std::mutex> guard{impl_->sessions->mtx};
+    for (auto& weak : impl_->sessions->sessions)
+      if (auto s = weak.lock())
+        open.push_back(std::move(s));
+  }
+  for (auto& s : open)
+    s->close();
+}
+
+} // namespace ebridge

@@ -1,0 +1,67 @@
+#include "net/routes.hpp"
+
+#include <caf/send.hpp>
+
+#include "core/tags.hpp"
+
+namespace ebridge {
+
+namespace {
+
+http_response json_response(unsigned status, std::string body) {
+  http_response res;
+  res.status = status;
+  res.set("Content-Type", "application/json");
+  res.set("Cache-Control", "no-store");
+  res.body = std::move(body);
+  return res;
+}
+
+} // namespace
+
+http_response json_error(unsigned status, std::string_view code,
+                         std::string_view message) {
+  return json_response(status, "{\"error\":{\"code\":" + js_string(code)
+                                 + ",\"message\":" + js_string(message)
+                                 + "}}");
+}
+
+http_response health_response() {
+  return json_response(200, "{\"status\":\"ok\"}");
+}
+
+http_response readiness_response(const readiness& state) {
+  if (state.ready)
+    return json_response(200, "{\"status\":\"ready\"}");
+  auto res = json_response(503, "{\"status\":\"unavailable\",\"reason\":"
+                                  + js_string(state.reason) + "}");
+  res.set("Retry-After", "1");
+  return res;
+}
+
+void handle_request(const gateway_actor& gateway, http_request req,
+                    http_responder respond) {
+  auto path = req.path();
+  bool is_get = req.method == "GET" || req.method == "HEAD";
+  if (path == "/healthz" || path == "/readyz") {
+    if (!is_get) {
+      auto res = json_error(405, "METHOD_NOT_ALLOWED",
+                            "use GET or HEAD on " + std::string{path});
+      res.set("Allow", "GET, HEAD");
+      respond(std::move(res));
+      return;
+    }
+    if (path == "/healthz") {
+      respond(health_response());
+      return;
+    }
+    caf::anon_send(gateway, ready_atom::value,
+                   readiness_callback{[respond](readiness state) {
+                     respond(readiness_response(state));
+                   }});
+    return;
+  }
+  respond(json_error(404, "NOT_FOUND", "no route for " + std::string{path}));
+}
+
+} // namespace ebridge

@@ -1,0 +1,306 @@
+#include "storage/registry_store.hpp"
+
+#include <algorithm>
+#include <optional>
+
+#include "core/error.hpp"
+#include "core/tags.hpp"
+#include "storage/database.hpp"
+
+namespace ebridge {
+
+registry_backend::~registry_backend() = default;
+
+namespace {
+
+constexpr const char* bridge_columns = R"sql(
+  tenant_id, source_ref, tags::text, stream_url,
+  coalesce(shape_handle, ''), coalesce(shape_offset, ''),
+  (extract(epoch FROM last_observer_activity_at) * 1000)::bigint,
+  (extract(epoch FROM created_at) * 1000)::bigint,
+  (extract(epoch FROM updated_at) * 1000)::bigint,
+  producer_epoch)sql";
+
+bridge_row to_bridge_row(const pqxx::row& r) {
+  bridge_row x;
+  x.tenant_id = r[0].as<std::string>();
+  x.source_ref = r[1].as<std::string>();
+  x.tags = r[2].as<std::string>();
+  x.stream_url = r[3].as<std::string>();
+  x.cursor_handle = r[4].as<std::string>();
+  x.cursor_offset = r[5].as<std::string>();
+  x.last_activity_ms = r[6].as<int64_t>();
+  x.created_ms = r[7].as<int64_t>();
+  x.updated_ms = r[8].as<int64_t>();
+  x.producer_epoch = r[9].as<int64_t>();
+  return x;
+}
+
+std::vector<bridge_row> to_bridge_rows(const pqxx::result& rows) {
+  std::vector<bridge_row> result;
+  result.reserve(rows.size());
+  for (auto r : rows)
+    result.push_back(to_bridge_row(r));
+  return result;
+}
+
+/// Checks a text argument before it reaches SQL: Postgres text cannot hold
+/// NUL, and nothing ebridge stores is unbounded.
+caf::error check_text(const char* what, const std::string& value,
+                      size_t max_size) {
+  if (value.empty())
+    return make_error(ec::invalid_input, std::string{what} + " is empty");
+  if (value.size() > max_size)
+    return make_error(ec::invalid_input, std::string{what} + " is longer than "
+                                           + std::to_string(max_size)
+                                           + " bytes");
+  if (value.find('\0') != std::string::npos)
+    return make_error(ec::invalid_input,
+                      std::string{what} + " contains a NUL character");
+  return caf::none;
+}
+
+/// Source refs are lowercase hex, later with a `-` and a principal hash.
+caf::error check_ref(const std::string& ref) {
+  if (auto err = check_text("source ref", ref, 128))
+    return err;
+  auto ok = std::all_of(ref.begin(), ref.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '-';
+  });
+  if (!ok)
+    return make_error(ec::invalid_input,
+                      "source ref \"" + ref + "\" has characters other than "
+                      "a-z, 0-9 and -");
+  return caf::none;
+}
+
+caf::error check_key(const std::string& tenant, const std::string& ref) {
+  if (auto err = check_text("tenant", tenant, 256))
+    return err;
+  return check_ref(ref);
+}
+
+} // namespace
+
+struct registry_store::impl {
+  explicit impl(std::string url) : db(std::move(url), "ebridge-registry") {
+    // nop
+  }
+  pg_connection db;
+};
+
+registry_store::registry_store(std::string postgres_url)
+  : impl_(std::make_unique<impl>(std::move(postgres_url))) {
+  // nop
+}
+
+registry_store::~registry_store() = default;
+
+caf::expected<bridge_row>
+registry_store::upsert_bridge(const std::string& tenant, const std::string& ref,
+                              const std::string& tags_json,
+                              const std::string& stream_url) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  if (auto err = check_text("stream url", stream_url, 1024))
+    return err;
+  if (auto tags = parse_tags(tags_json); !tags)
+    return make_error(ec::invalid_input, error_message(tags.error()));
+  using outcome = std::pair<bridge_row, bool>;
+  auto result = impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    // Insert if absent; a concurrent insert of the same ref waits for the
+    // other to commit, then finds the row below. No conflict target: with
+    // one, a race on the stream_url key would raise instead of waiting.
+    auto inserted = tx.exec_params(
+      std::string{"INSERT INTO entity_bridges "
+                  "(tenant_id, source_ref, tags, stream_url) "
+                  "VALUES ($1, $2, $3::jsonb, $4) "
+                  "ON CONFLICT DO NOTHING RETURNING "}
+        + bridge_columns + ", true",
+      tenant, ref, tags_json, stream_url);
+    if (inserted.empty())
+      inserted = tx.exec_params(std::string{"SELECT "} + bridge_columns
+                                  + ", tags = $3::jsonb FROM entity_bridges "
+                                    "WHERE tenant_id = $1 AND source_ref = $2",
+                                tenant, ref, tags_json);
+    tx.commit();
+    if (inserted.empty())
+      return std::optional<outcome>{};
+    return std::optional<outcome>{
+      outcome{to_bridge_row(inserted[0]), inserted[0][10].as<bool>()}};
+  });
+  if (!result)
+    return result.error();
+  if (!*result)
+    return make_error(ec::invalid_input, "stream url " + stream_url
+                                           + " of tenant " + tenant
+                                           + " belongs to another bridge");
+  auto& found = **result;
+  if (!found.second)
+    return make_error(ec::invalid_input,
+                      "source ref " + ref + " of tenant " + tenant
+                        + " is already registered with other tags ("
+                        + found.first.tags + ")");
+  return std::move(found.first);
+}
+
+caf::expected<bool> registry_store::touch(const std::string& tenant,
+                                          const std::string& ref) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto r = tx.exec_params("UPDATE entity_bridges "
+                            "SET last_observer_activity_at = now() "
+                            "WHERE tenant_id = $1 AND source_ref = $2",
+                            tenant, ref);
+    tx.commit();
+    return r.affected_rows() > 0;
+  });
+}
+
+caf::expected<bridge_row> registry_store::get_bridge(const std::string& tenant,
+                                                     const std::string& ref) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  auto rows = impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::read_transaction tx{conn};
+    return to_bridge_rows(tx.exec_params(
+      std::string{"SELECT "} + bridge_columns
+        + " FROM entity_bridges WHERE tenant_id = $1 AND source_ref = $2",
+      tenant, ref));
+  });
+  if (!rows)
+    return rows.error();
+  if (rows->empty())
+    return make_error(ec::not_found, "no bridge " + ref + " in tenant "
+                                       + tenant);
+  return std::move(rows->front());
+}
+
+caf::expected<std::vector<bridge_row>>
+registry_store::list_bridges(const std::string& tenant) {
+  if (auto err = check_text("tenant", tenant, 256))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::read_transaction tx{conn};
+    return to_bridge_rows(tx.exec_params(
+      std::string{"SELECT "} + bridge_columns
+        + " FROM entity_bridges WHERE tenant_id = $1 ORDER BY source_ref",
+      tenant));
+  });
+}
+
+caf::expected<std::vector<bridge_row>>
+registry_store::list_stale(const std::string& tenant, int64_t before_ms) {
+  if (auto err = check_text("tenant", tenant, 256))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::read_transaction tx{conn};
+    return to_bridge_rows(tx.exec_params(
+      std::string{"SELECT "} + bridge_columns
+        + " FROM entity_bridges WHERE tenant_id = $1 AND "
+          "last_observer_activity_at < to_timestamp($2::bigint / 1000.0) "
+          "ORDER BY source_ref",
+      tenant, before_ms));
+  });
+}
+
+caf::expected<bool> registry_store::delete_bridge(const std::string& tenant,
+                                                  const std::string& ref) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto r = tx.exec_params("DELETE FROM entity_bridges "
+                            "WHERE tenant_id = $1 AND source_ref = $2",
+                            tenant, ref);
+    tx.commit();
+    return r.affected_rows() > 0;
+  });
+}
+
+caf::expected<bool> registry_store::update_cursor(const std::string& tenant,
+                                                  const std::string& ref,
+                                                  const std::string& handle,
+                                                  const std::string& offset) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  if (auto err = check_text("cursor handle", handle, 1024))
+    return err;
+  if (auto err = check_text("cursor offset", offset, 1024))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto r = tx.exec_params("UPDATE entity_bridges SET shape_handle = $3, "
+                            "shape_offset = $4, updated_at = now() "
+                            "WHERE tenant_id = $1 AND source_ref = $2",
+                            tenant, ref, handle, offset);
+    tx.commit();
+    return r.affected_rows() > 0;
+  });
+}
+
+caf::expected<bool> registry_store::clear_cursor(const std::string& tenant,
+                                                 const std::string& ref) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto r = tx.exec_params("UPDATE entity_bridges SET shape_handle = NULL, "
+                            "shape_offset = NULL, updated_at = now() "
+                            "WHERE tenant_id = $1 AND source_ref = $2",
+                            tenant, ref);
+    tx.commit();
+    return r.affected_rows() > 0;
+  });
+}
+
+caf::expected<std::vector<std::string>>
+registry_store::list_referenced(const std::string& tenant) {
+  if (auto err = check_text("tenant", tenant, 256))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::read_transaction tx{conn};
+    std::vector<std::string> result;
+    for (auto r : tx.exec_params("SELECT DISTINCT source_ref "
+                                 "FROM entity_manifest_sources "
+                                 "WHERE tenant_id = $1 ORDER BY 1",
+                                 tenant))
+      result.push_back(r[0].as<std::string>());
+    return result;
+  });
+}
+
+caf::expected<int64_t>
+registry_store::next_producer_epoch(const std::string& tenant,
+                                    const std::string& ref) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  auto epoch = impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto r = tx.exec_params("UPDATE entity_bridges "
+                            "SET producer_epoch = producer_epoch + 1, "
+                            "updated_at = now() "
+                            "WHERE tenant_id = $1 AND source_ref = $2 "
+                            "RETURNING producer_epoch",
+                            tenant, ref);
+    tx.commit();
+    return r.empty() ? int64_t{-1} : r[0][0].as<int64_t>();
+  });
+  if (epoch && *epoch < 0)
+    return make_error(ec::not_found, "no bridge " + ref + " in tenant "
+                                       + tenant);
+  return epoch;
+}
+
+caf::error registry_store::ping() {
+  auto r = impl_->db.run([](pqxx::connection& conn) {
+    pqxx::nontransaction tx{conn};
+    return tx.exec1("SELECT 1")[0].as<int>();
+  });
+  return r ? caf::none : r.error();
+}
+
+} // namespace ebridge

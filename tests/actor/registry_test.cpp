@@ -1,0 +1,279 @@
+#define CAF_SUITE registry_actor
+#include <caf/test/dsl.hpp>
+
+#include <deque>
+#include <map>
+#include <optional>
+
+#include "actors/gateway.hpp"
+#include "actors/registry.hpp"
+#include "core/error.hpp"
+
+using namespace ebridge;
+
+namespace {
+
+/// A registry backend whose answers the test scripts: each operation pops
+/// the next scripted error if there is one, else succeeds with canned data.
+/// It counts the calls it gets.
+class scripted_backend : public registry_backend {
+public:
+  std::deque<caf::error> failures;
+  std::map<std::string, int> calls;
+
+  caf::expected<bridge_row> upsert_bridge(const std::string& tenant,
+                                          const std::string& ref,
+                                          const std::string& tags,
+                                          const std::string& url) override {
+    if (auto err = next("upsert"))
+      return err;
+    bridge_row row;
+    row.tenant_id = tenant;
+    row.source_ref = ref;
+    row.tags = tags;
+    row.stream_url = url;
+    return row;
+  }
+  caf::expected<bool> touch(const std::string&, const std::string&) override {
+    if (auto err = next("touch"))
+      return err;
+    return true;
+  }
+  caf::expected<bridge_row> get_bridge(const std::string&,
+                                       const std::string&) override {
+    if (auto err = next("get"))
+      return err;
+    return make_error(ec::not_found, "no such bridge");
+  }
+  caf::expected<std::vector<bridge_row>>
+  list_bridges(const std::string&) override {
+    if (auto err = next("list"))
+      return err;
+    return std::vector<bridge_row>{};
+  }
+  caf::expected<std::vector<bridge_row>> list_stale(const std::string&,
+                                                    int64_t) override {
+    if (auto err = next("stale"))
+      return err;
+    return std::vector<bridge_row>{};
+  }
+  caf::expected<bool> delete_bridge(const std::string&,
+                                    const std::string&) override {
+    if (auto err = next("delete"))
+      return err;
+    return true;
+  }
+  caf::expected<bool> update_cursor(const std::string&, const std::string&,
+                                    const std::string&,
+                                    const std::string&) override {
+    if (auto err = next("cursor"))
+      return err;
+    return true;
+  }
+  caf::expected<bool> clear_cursor(const std::string&,
+                                   const std::string&) override {
+    if (auto err = next("clear"))
+      return err;
+    return true;
+  }
+  caf::expected<std::vector<std::string>>
+  list_referenced(const std::string&) override {
+    if (auto err = next("refs"))
+      return err;
+    return std::vector<std::string>{"00000000000000aa"};
+  }
+  caf::expected<int64_t> next_producer_epoch(const std::string&,
+                                             const std::string&) override {
+    if (auto err = next("epoch"))
+      return err;
+    return ++epoch;
+  }
+  caf::error ping() override {
+    return next("ping");
+  }
+
+  int64_t epoch = 0;
+
+private:
+  caf::error next(const std::string& op) {
+    ++calls[op];
+    if (failures.empty())
+      return caf::none;
+    auto err = std::move(failures.front());
+    failures.pop_front();
+    return err;
+  }
+};
+
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+  }
+};
+
+struct fixture : test_coordinator_fixture<config> {
+  fixture() {
+    registry_handle = sys.spawn(registry, size_t{2},
+                                [this](caf::actor_system& s) {
+                                  auto backend
+                                    = std::make_shared<scripted_backend>();
+                                  backends.push_back(backend);
+                                  workers.push_back(
+                                    s.spawn(registry_worker, backend));
+                                  return workers.back();
+                                });
+    sched.run();
+  }
+
+  ~fixture() {
+    caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
+    for (auto& w : workers)
+      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// Every call the backends got for `op`.
+  int calls(const std::string& op) {
+    int n = 0;
+    for (auto& b : backends)
+      n += b->calls[op];
+    return n;
+  }
+
+  registry_actor registry_handle;
+  std::vector<std::shared_ptr<scripted_backend>> backends;
+  std::vector<registry_actor> workers;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(registry_actor_tests, fixture)
+
+CAF_TEST(registry answers upsert with the worker row) {
+  CAF_REQUIRE_EQUAL(workers.size(), 2u);
+  inject((upsert_atom, std::string, std::string, std::string, std::string),
+         from(self).to(registry_handle).with(upsert_atom::value, "t1",
+                                             "52df825db9cb78ff", "{}",
+                                             "/_entities/52df825db9cb78ff"));
+  // Delegation keeps the requester: the worker answers it directly.
+  expect((upsert_atom, std::string, std::string, std::string, std::string),
+         from(self).to(workers[1]).with(_, "t1", _, _, _));
+  expect((bridge_row), from(workers[1]).to(self).with(_));
+  CAF_CHECK_EQUAL(calls("upsert"), 1);
+}
+
+CAF_TEST(registry spreads requests over its workers in turn) {
+  for (int i = 0; i < 4; ++i) {
+    self->send(registry_handle, touch_atom::value, "t1", "00000000000000aa");
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(backends[0]->calls["touch"], 2);
+  CAF_CHECK_EQUAL(backends[1]->calls["touch"], 2);
+}
+
+CAF_TEST(registry passes a worker error to the requester) {
+  // The next request goes to the second worker; the one after to the first.
+  backends[1]->failures.push_back(
+    make_error(ec::database_unavailable, "connection refused"));
+  auto response = self->request(registry_handle, caf::infinite, epoch_atom::value,
+                                "t1", "00000000000000aa");
+  sched.run();
+  bool got_error = false;
+  response.receive([](int64_t) { CAF_FAIL("expected an error"); },
+                   [&](caf::error& err) {
+                     got_error = true;
+                     CAF_CHECK_EQUAL(err.code(), static_cast<uint8_t>(
+                                                   ec::database_unavailable));
+                     CAF_CHECK_EQUAL(error_message(err), "connection refused");
+                   });
+  CAF_CHECK(got_error);
+  // The next request succeeds: the error left the registry intact.
+  auto again = self->request(registry_handle, caf::infinite, epoch_atom::value,
+                             "t1", "00000000000000aa");
+  sched.run();
+  int64_t epoch = 0;
+  again.receive([&](int64_t x) { epoch = x; },
+                [](caf::error& err) { CAF_FAIL("unexpected " << describe(err)); });
+  CAF_CHECK_EQUAL(epoch, 1);
+}
+
+CAF_TEST(registry replaces a worker that dies) {
+  caf::anon_send_exit(workers[0], caf::exit_reason::kill);
+  sched.run();
+  CAF_REQUIRE_EQUAL(workers.size(), 3u);
+  // Both slots of the pool answer again: the dead worker is never asked.
+  for (int i = 0; i < 2; ++i) {
+    auto response = self->request(registry_handle, caf::infinite,
+                                  caf::ping_atom::value);
+    sched.run();
+    bool ok = false;
+    response.receive([&](caf::ok_atom) { ok = true; },
+                     [](caf::error& err) {
+                       CAF_FAIL("unexpected " << describe(err));
+                     });
+    CAF_CHECK(ok);
+  }
+  CAF_CHECK_EQUAL(backends[0]->calls["ping"], 0);
+  CAF_CHECK_EQUAL(backends[1]->calls["ping"], 1);
+  CAF_CHECK_EQUAL(backends[2]->calls["ping"], 1);
+}
+
+CAF_TEST(gateway reports ready when the registry answers) {
+  auto gw = sys.spawn(gateway, registry_handle, std::chrono::milliseconds{100});
+  std::optional<readiness> seen;
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness r) { seen = r; }});
+  sched.run();
+  CAF_REQUIRE(seen);
+  CAF_CHECK(seen->ready);
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(gateway reports the database error when the registry fails) {
+  auto gw = sys.spawn(gateway, registry_handle, std::chrono::milliseconds{100});
+  for (auto& b : backends)
+    b->failures.push_back(make_error(ec::database_unavailable, "refused"));
+  std::optional<readiness> seen;
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness r) { seen = r; }});
+  sched.run();
+  CAF_REQUIRE(seen);
+  CAF_CHECK(!seen->ready);
+  CAF_CHECK_EQUAL(seen->reason, "postgres: refused");
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(gateway reports a timeout when the registry does not answer) {
+  // A registry that never answers: a plain actor that swallows the request.
+  auto silent = sys.spawn([]() -> registry_actor::behavior_type {
+    return {
+      [](upsert_atom, std::string, std::string, std::string,
+         std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
+      [](touch_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+      [](caf::get_atom, std::string, std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
+      [](list_atom, std::string) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
+      [](stale_atom, std::string, int64_t) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
+      [](caf::delete_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+      [](cursor_atom, std::string, std::string, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+      [](clear_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+      [](refs_atom, std::string) -> caf::result<std::vector<std::string>> { return caf::delegated<std::vector<std::string>>{}; },
+      [](epoch_atom, std::string, std::string) -> caf::result<int64_t> { return caf::delegated<int64_t>{}; },
+      [](caf::ping_atom) -> caf::result<caf::ok_atom> { return caf::delegated<caf::ok_atom>{}; },
+    };
+  });
+  auto gw = sys.spawn(gateway, silent, std::chrono::milliseconds{100});
+  std::optional<readiness> seen;
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness r) { seen = r; }});
+  sched.run();
+  CAF_CHECK(!seen);
+  sched.trigger_timeout();
+  sched.run();
+  CAF_REQUIRE(seen);
+  CAF_CHECK(!seen->ready);
+  CAF_CHECK_EQUAL(seen->reason, "postgres: request_timeout");
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(silent, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

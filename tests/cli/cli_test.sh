@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The ebridge program as a user runs it: help, version, ref, bad options,
+# migrate, and serve answering /healthz and /readyz over real HTTP, then
+# stopping cleanly on SIGTERM. Needs TEST_DATABASE_URL (scripts/test).
+set -uo pipefail
+ebridge=${1:?usage: cli_test.sh PATH_TO_EBRIDGE}
+: "${TEST_DATABASE_URL:?TEST_DATABASE_URL is not set: run through scripts/test}"
+work=$(mktemp -d /tmp/ebridge-cli-test.XXXXXX)
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok: $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
+# expect NAME WANT_CODE PATTERN CMD...: runs CMD, checks exit code and output.
+expect() {
+  local name=$1 want=$2 pattern=$3
+  shift 3
+  local out code
+  out=$("$@" 2>&1)
+  code=$?
+  if [ "$code" != "$want" ]; then
+    fail "$name: exit code $code, wanted $want; output: $out"
+  elif ! grep -qE -- "$pattern" <<<"$out"; then
+    fail "$name: output lacks /$pattern/: $out"
+  else
+    pass "$name"
+  fi
+}
+# Keep the caller's EBRIDGE_* settings out of these runs.
+unset EBRIDGE_POSTGRES_URL EBRIDGE_HTTP_LISTEN EBRIDGE_DATA_DIR EBRIDGE_CONFIG
+
+expect "help lists options" 0 'EBRIDGE_POSTGRES_URL' "$ebridge" --help
+for opt in postgres.url http.listen data-dir log.level scheduler.max-threads \
+  registry.pool-size registry.timeout config; do
+  expect "help lists --$opt" 0 "--$opt=" "$ebridge" --help
+done
+expect "version" 0 '^ebridge [0-9]+\.[0-9]+\.[0-9]+$' "$ebridge" --version
+expect "ref vector" 0 '^sourceRef 52df825db9cb78ff$' \
+  "$ebridge" ref '{"role":"reviewer","demo_id":"X"}'
+expect "ref stream path" 0 '^streamUrl /_entities/52df825db9cb78ff$' \
+  "$ebridge" ref '{"demo_id":"X","role":"reviewer"}'
+expect "ref rejects a non-string value" 2 'tag "n" must have a string value' \
+  "$ebridge" ref '{"n":1}'
+expect "ref rejects an array" 2 'must be a JSON object' "$ebridge" ref '[]'
+expect "ref rejects invalid JSON" 2 'not valid JSON' "$ebridge" ref '{'
+expect "ref needs one argument" 2 'exactly one argument' "$ebridge" ref
+expect "unknown option" 2 'unknown option --nope' "$ebridge" --nope serve
+expect "bad port" 2 'http.listen.*70000' "$ebridge" --http.listen=127.0.0.1:70000 serve
+expect "bad duration" 2 'registry.timeout' "$ebridge" --registry.timeout=later serve
+expect "bad env value names the variable" 2 'EBRIDGE_LOG_LEVEL' \
+  env EBRIDGE_LOG_LEVEL=loud "$ebridge" serve
+expect "missing config file" 2 'cannot read config file /nonexistent' \
+  "$ebridge" --config=/nonexistent serve
+expect "unknown command" 2 'unknown command frobnicate' "$ebridge" frobnicate
+expect "no command" 2 'no command given' "$ebridge"
+expect "migrate" 0 'event=done' \
+  "$ebridge" --postgres.url="$TEST_DATABASE_URL" migrate
+expect "migrate is idempotent" 0 'applied_now=0' \
+  "$ebridge" --postgres.url="$TEST_DATABASE_URL" migrate
+expect "migrate without a database fails clearly" 1 'cannot migrate the database' \
+  "$ebridge" --postgres.url=postgresql://127.0.0.1:1/x migrate
+expect "unwritable data dir" 2 'data-dir' \
+  "$ebridge" --postgres.url="$TEST_DATABASE_URL" --data-dir=/proc/ebridge serve
+
+# serve: port 0 picks a free port; the log line says which.
+"$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=127.0.0.1:0 \
+  --data-dir="$work/data" serve >"$work/log" 2>&1 &
+server_pid=$!
+port=""
+for _ in $(seq 1 100); do
+  port=$(grep -oE 'event=serving http=127\.0\.0\.1:[0-9]+' "$work/log" |
+    grep -oE '[0-9]+$' || true)
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+if [ -z "$port" ]; then
+  fail "serve starts: $(cat "$work/log")"
+else
+  pass "serve starts"
+  base="http://127.0.0.1:$port"
+  expect "healthz" 0 '^\{"status":"ok"\} 200$' \
+    curl -s -w ' %{http_code}' "$base/healthz"
+  expect "readyz" 0 '\{"status":"ready"\}' curl -s "$base/readyz"
+  expect "readyz is 200" 0 '^200$' curl -s -o /dev/null -w '%{http_code}' "$base/readyz"
+  expect "HEAD healthz" 0 'Content-Length: 15' curl -sI "$base/healthz"
+  expect "nosniff header" 0 'X-Content-Type-Options: nosniff' curl -sI "$base/healthz"
+  expect "unknown path is 404 JSON" 0 '^\{"error":\{"code":"NOT_FOUND".* 404$' \
+    curl -s -w ' %{http_code}' "$base/nope"
+  expect "POST healthz is 405" 0 '^405$' \
+    curl -s -o /dev/null -w '%{http_code}' -X POST "$base/healthz"
+  expect "oversized body is 413" 0 '^413$' \
+    bash -c "head -c 2000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}' \
+      -X POST --data-binary @- '$base/healthz'"
+  expect "keep-alive serves several requests on one connection" 0 \
+    '^200:1 200:0 200:0 $' curl -s -o /dev/null -o /dev/null -o /dev/null \
+    -w '%{http_code}:%{num_connects} ' "$base/healthz" "$base/healthz" "$base/readyz"
+  kill -TERM "$server_pid"
+  code=""
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      wait "$server_pid"
+      code=$?
+      break
+    fi
+    sleep 0.1
+  done
+  if [ "$code" = 0 ] && grep -q 'event=stopped' "$work/log"; then
+    pass "serve exits cleanly on SIGTERM"
+    server_pid=""
+  else
+    fail "serve exits cleanly on SIGTERM (code '$code'): $(tail -5 "$work/log")"
+  fi
+  [ -d "$work/data" ] && pass "serve creates the data dir" || fail "data dir missing"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
