@@ -1,0 +1,270 @@
+#include "storage/stream_log.hpp"
+
+#include <array>
+#include <cstring>
+
+#include "core/error.hpp"
+
+namespace ebridge {
+
+namespace {
+
+constexpr std::array<uint32_t, 256> make_crc_table() {
+  std::array<uint32_t, 256> table{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t crc = i;
+    for (int k = 0; k < 8; ++k)
+      crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
+    table[i] = crc;
+  }
+  return table;
+}
+
+constexpr auto crc_table = make_crc_table();
+
+void put_u8(std::string& out, uint8_t x) {
+  out += static_cast<char>(x);
+}
+
+void put_u32(std::string& out, uint32_t x) {
+  for (int i = 0; i < 4; ++i)
+    out += static_cast<char>((x >> (8 * i)) & 0xff);
+}
+
+void put_u64(std::string& out, uint64_t x) {
+  for (int i = 0; i < 8; ++i)
+    out += static_cast<char>((x >> (8 * i)) & 0xff);
+}
+
+void put_string(std::string& out, std::string_view x) {
+  put_u32(out, static_cast<uint32_t>(x.size()));
+  out += x;
+}
+
+/// Reads little-endian fields from a payload; any overrun sets `failed`.
+class reader {
+public:
+  explicit reader(std::string_view bytes) : bytes_(bytes) {
+    // nop
+  }
+
+  uint8_t u8() {
+    if (!need(1))
+      return 0;
+    return static_cast<uint8_t>(bytes_[pos_++]);
+  }
+
+  uint32_t u32() {
+    if (!need(4))
+      return 0;
+    uint32_t x = 0;
+    for (int i = 0; i < 4; ++i)
+      x |= static_cast<uint32_t>(static_cast<uint8_t>(bytes_[pos_ + i]))
+           << (8 * i);
+    pos_ += 4;
+    return x;
+  }
+
+  uint64_t u64() {
+    if (!need(8))
+      return 0;
+    uint64_t x = 0;
+    for (int i = 0; i < 8; ++i)
+      x |= static_cast<uint64_t>(static_cast<uint8_t>(bytes_[pos_ + i]))
+           << (8 * i);
+    pos_ += 8;
+    return x;
+  }
+
+  std::string_view str() {
+    auto n = u32();
+    if (!need(n))
+      return {};
+    auto result = bytes_.substr(pos_, n);
+    pos_ += n;
+    return result;
+  }
+
+  bool failed() const noexcept {
+    return failed_;
+  }
+
+  bool at_end() const noexcept {
+    return pos_ == bytes_.size();
+  }
+
+private:
+  bool need(size_t n) {
+    if (failed_ || bytes_.size() - pos_ < n) {
+      failed_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  std::string_view bytes_;
+  size_t pos_ = 0;
+  bool failed_ = false;
+};
+
+std::string frame(record_kind kind, const std::string& payload) {
+  std::string out;
+  out.reserve(record_header_size + payload.size());
+  auto length = static_cast<uint32_t>(payload.size());
+  auto payload_crc = crc32c(payload);
+  put_u32(out, length);
+  put_u32(out, payload_crc);
+  put_u8(out, static_cast<uint8_t>(kind));
+  put_u32(out, crc32c(out));
+  out += payload;
+  return out;
+}
+
+enum header_flags : uint8_t { has_ttl = 1 };
+enum append_flags : uint8_t { closes_flag = 1, producer_flag = 2 };
+
+/// The outcome of reading one record at `pos`.
+enum class read_result { ok, truncated, damaged };
+
+read_result read_record(std::string_view bytes, uint64_t pos, log_record& out) {
+  if (bytes.size() - pos < record_header_size)
+    return read_result::truncated;
+  reader head{bytes.substr(pos, record_header_size)};
+  auto length = head.u32();
+  auto payload_crc = head.u32();
+  auto kind = head.u8();
+  auto header_crc = head.u32();
+  if (crc32c(bytes.substr(pos, 9)) != header_crc)
+    return read_result::damaged;
+  if (kind != static_cast<uint8_t>(record_kind::header)
+      && kind != static_cast<uint8_t>(record_kind::append))
+    return read_result::damaged;
+  auto payload_pos = pos + record_header_size;
+  if (bytes.size() - payload_pos < length)
+    return read_result::truncated;
+  auto payload = bytes.substr(payload_pos, length);
+  if (crc32c(payload) != payload_crc)
+    return read_result::damaged;
+  out = log_record{static_cast<record_kind>(kind), pos, payload_pos, payload};
+  return read_result::ok;
+}
+
+} // namespace
+
+uint32_t crc32c(std::string_view data, uint32_t crc) {
+  crc = ~crc;
+  for (unsigned char c : data)
+    crc = crc_table[(crc ^ c) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::string encode_record(const stream_header& header) {
+  std::string payload;
+  put_string(payload, header.name);
+  put_string(payload, header.content_type);
+  put_u8(payload, header.ttl_seconds ? has_ttl : 0);
+  put_u64(payload, header.ttl_seconds.value_or(0));
+  put_string(payload, header.expires_at);
+  put_u64(payload, static_cast<uint64_t>(header.expires_at_ms));
+  put_u64(payload, static_cast<uint64_t>(header.created_ms));
+  return frame(record_kind::header, payload);
+}
+
+std::string encode_record(const append_record& append) {
+  std::string payload;
+  uint8_t flags = (append.closes ? closes_flag : 0)
+                  | (append.producer ? producer_flag : 0);
+  put_u8(payload, flags);
+  if (append.producer) {
+    put_string(payload, append.producer->id);
+    put_u64(payload, append.producer->epoch);
+    put_u64(payload, append.producer->seq);
+  }
+  put_string(payload, append.stream_seq);
+  put_u32(payload, static_cast<uint32_t>(append.messages.size()));
+  for (auto& msg : append.messages)
+    put_string(payload, msg);
+  return frame(record_kind::append, payload);
+}
+
+caf::expected<stream_header> decode_header(std::string_view payload) {
+  reader in{payload};
+  stream_header header;
+  header.name = std::string{in.str()};
+  header.content_type = std::string{in.str()};
+  auto flags = in.u8();
+  auto ttl = in.u64();
+  if (flags & has_ttl)
+    header.ttl_seconds = ttl;
+  header.expires_at = std::string{in.str()};
+  header.expires_at_ms = static_cast<int64_t>(in.u64());
+  header.created_ms = static_cast<int64_t>(in.u64());
+  if (in.failed() || !in.at_end())
+    return make_error(ec::bad_row, "malformed stream header record");
+  return header;
+}
+
+caf::expected<append_view> decode_append(std::string_view payload) {
+  reader in{payload};
+  append_view result;
+  auto flags = in.u8();
+  result.closes = (flags & closes_flag) != 0;
+  if (flags & producer_flag) {
+    producer_stamp stamp;
+    stamp.id = std::string{in.str()};
+    stamp.epoch = in.u64();
+    stamp.seq = in.u64();
+    result.producer = std::move(stamp);
+  }
+  result.stream_seq = std::string{in.str()};
+  auto count = in.u32();
+  if (!in.failed() && count > payload.size())
+    return make_error(ec::bad_row, "malformed append record");
+  result.messages.reserve(count);
+  for (uint32_t i = 0; i < count && !in.failed(); ++i)
+    result.messages.push_back(in.str());
+  if (in.failed() || !in.at_end())
+    return make_error(ec::bad_row, "malformed append record");
+  return result;
+}
+
+log_scan scan_log(std::string_view bytes) {
+  log_scan result;
+  if (bytes.size() < log_magic.size()) {
+    // A file cut before its magic holds nothing acknowledged.
+    if (log_magic.substr(0, bytes.size()) != bytes)
+      result.corruption = "not a stream log (bad magic)";
+    return result;
+  }
+  if (bytes.substr(0, log_magic.size()) != log_magic) {
+    result.corruption = "not a stream log (bad magic)";
+    return result;
+  }
+  uint64_t pos = log_magic.size();
+  result.valid_size = pos;
+  while (pos < bytes.size()) {
+    log_record record;
+    auto outcome = read_record(bytes, pos, record);
+    if (outcome == read_result::ok) {
+      result.records.push_back(record);
+      pos = record.payload_position + record.payload.size();
+      result.valid_size = pos;
+      continue;
+    }
+    // A damaged record is a torn tail unless an intact record follows it.
+    for (auto next = pos + 1; next + record_header_size <= bytes.size();
+         ++next) {
+      log_record later;
+      if (read_record(bytes, next, later) == read_result::ok) {
+        result.corruption = "damaged record at byte " + std::to_string(pos)
+                            + " followed by intact data at byte "
+                            + std::to_string(next);
+        return result;
+      }
+    }
+    break;
+  }
+  return result;
+}
+
+} // namespace ebridge

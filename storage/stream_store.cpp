@@ -1,0 +1,977 @@
+#include "storage/stream_store.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace ebridge {
+
+namespace {
+
+std::mutex clock_mutex;
+std::function<int64_t()> test_clock;
+
+/// Sync one file at a time up to this many files per group; beyond, one
+/// syncfs is cheaper than many fdatasyncs.
+constexpr size_t max_fdatasyncs_per_group = 4;
+
+struct chunk {
+  uint64_t offset;   // logical offset of the first byte
+  uint64_t file_pos; // where the bytes are in the log file
+  uint32_t len;
+};
+
+/// An open log file; closed when the last user lets go of it.
+struct log_file {
+  int fd = -1;
+  std::string path;
+  ~log_file() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
+struct producer_state {
+  uint64_t epoch = 0;
+  uint64_t seq = 0;
+};
+
+struct waiter {
+  uint64_t offset;
+  std::function<void()> fn;
+};
+
+/// One stream. `tail`, `closed`, `producers` and `stream_seq` run ahead of
+/// the disk (they validate the next request); readers see only the durable
+/// part: `chunks`, `durable_tail`, `durable_closed`.
+struct stream_entry {
+  std::mutex mtx;
+  stream_header header;
+  bool json = false;
+  std::shared_ptr<log_file> file;
+  uint64_t file_size = 0;
+  std::vector<chunk> chunks;
+  uint64_t durable_tail = 0;
+  bool durable_closed = false;
+  uint64_t tail = 0;
+  bool closed = false;
+  std::map<std::string, producer_state> producers;
+  std::string stream_seq;
+  bool broken = false;
+  bool removed = false;
+  int64_t last_access_ms = 0;
+  uint64_t next_waiter = 1;
+  std::map<uint64_t, waiter> waiters;
+};
+
+using entry_ptr = std::shared_ptr<stream_entry>;
+
+/// One queued operation for the writer thread.
+struct pending_op {
+  entry_ptr entry;
+  std::string bytes;   // to write at file_pos (may be empty)
+  uint64_t file_pos = 0;
+  std::vector<chunk> chunks;
+  uint64_t tail_after = 0;
+  bool closes = false;
+  bool touches_directory = false;
+  write_result result;
+  write_callback done;
+};
+
+std::string media_type(std::string_view content_type) {
+  auto semi = content_type.find(';');
+  auto type = content_type.substr(0, semi);
+  while (!type.empty() && type.back() == ' ')
+    type.remove_suffix(1);
+  while (!type.empty() && type.front() == ' ')
+    type.remove_prefix(1);
+  std::string result{type};
+  for (auto& c : result)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return result;
+}
+
+bool is_json(std::string_view content_type) {
+  return media_type(content_type) == "application/json";
+}
+
+uint64_t name_hash(std::string_view name) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) {
+    hash ^= c;
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+std::string hex16(uint64_t x) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, x >>= 4)
+    out[i] = digits[x & 0xf];
+  return out;
+}
+
+bool expired(const stream_entry& e, int64_t now) {
+  if (e.header.ttl_seconds
+      && e.last_access_ms + static_cast<int64_t>(*e.header.ttl_seconds) * 1000
+           <= now)
+    return true;
+  return !e.header.expires_at.empty() && e.header.expires_at_ms <= now;
+}
+
+write_result make_result(store_status status, const stream_entry& e,
+                         std::string message = {}) {
+  write_result r;
+  r.status = status;
+  r.next_offset = e.tail;
+  r.closed = e.closed;
+  r.message = std::move(message);
+  return r;
+}
+
+write_result status_only(store_status status) {
+  write_result r;
+  r.status = status;
+  return r;
+}
+
+bool write_all(int fd, const char* data, size_t size, uint64_t pos) {
+  while (size > 0) {
+    auto n = ::pwrite(fd, data, size, static_cast<off_t>(pos));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return false;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+    pos += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+bool read_all(int fd, char* data, size_t size, uint64_t pos) {
+  while (size > 0) {
+    auto n = ::pread(fd, data, size, static_cast<off_t>(pos));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR)
+        continue;
+      return false;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+    pos += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+} // namespace
+
+const char* to_string(store_status status) {
+  switch (status) {
+    case store_status::ok:
+      return "ok";
+    case store_status::exists:
+      return "exists";
+    case store_status::duplicate:
+      return "duplicate";
+    case store_status::not_found:
+      return "not_found";
+    case store_status::config_conflict:
+      return "config_conflict";
+    case store_status::content_type_mismatch:
+      return "content_type_mismatch";
+    case store_status::closed:
+      return "closed";
+    case store_status::stream_seq_conflict:
+      return "stream_seq_conflict";
+    case store_status::stale_epoch:
+      return "stale_epoch";
+    case store_status::seq_gap:
+      return "seq_gap";
+    case store_status::bad_epoch_seq:
+      return "bad_epoch_seq";
+    case store_status::unavailable:
+      return "unavailable";
+  }
+  return "unknown";
+}
+
+int64_t store_now_ms() {
+  {
+    std::lock_guard<std::mutex> guard{clock_mutex};
+    if (test_clock)
+      return test_clock();
+  }
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+void set_store_clock_for_tests(std::function<int64_t()> clock) {
+  std::lock_guard<std::mutex> guard{clock_mutex};
+  test_clock = std::move(clock);
+}
+
+struct stream_store::impl {
+  config cfg;
+  std::string streams_dir;
+  int dir_fd = -1;
+
+  mutable std::mutex map_mtx;
+  std::unordered_map<std::string, entry_ptr> streams;
+  std::vector<std::pair<std::string, std::string>> refused;
+
+  std::mutex queue_mtx;
+  std::condition_variable queue_cv;
+  std::deque<pending_op> queue;
+  bool stopping = false;
+  std::thread writer;
+
+  ~impl() {
+    {
+      std::lock_guard<std::mutex> guard{queue_mtx};
+      stopping = true;
+    }
+    queue_cv.notify_all();
+    if (writer.joinable())
+      writer.join();
+    if (dir_fd >= 0)
+      ::close(dir_fd);
+  }
+
+  // -- lookup ---------------------------------------------------------------
+
+  /// The live entry for `name`, dropping it if it expired.
+  entry_ptr find(const std::string& name) {
+    entry_ptr e;
+    {
+      std::lock_guard<std::mutex> guard{map_mtx};
+      auto i = streams.find(name);
+      if (i == streams.end())
+        return nullptr;
+      e = i->second;
+    }
+    std::unique_lock<std::mutex> guard{e->mtx};
+    if (e->removed)
+      return nullptr;
+    if (!expired(*e, store_now_ms()))
+      return e;
+    guard.unlock();
+    drop(name, e, nullptr);
+    return nullptr;
+  }
+
+  /// Removes an entry: unlinks its file, wakes its waiters, and (with a
+  /// callback) acknowledges once the directory change is durable.
+  void drop(const std::string& name, const entry_ptr& e, write_callback done) {
+    std::vector<std::function<void()>> wake;
+    {
+      std::lock_guard<std::mutex> guard{map_mtx};
+      auto i = streams.find(name);
+      if (i != streams.end() && i->second == e)
+        streams.erase(i);
+    }
+    {
+      std::lock_guard<std::mutex> guard{e->mtx};
+      if (!e->removed) {
+        e->removed = true;
+        ::unlink(e->file->path.c_str());
+      }
+      for (auto& [token, w] : e->waiters)
+        wake.push_back(std::move(w.fn));
+      e->waiters.clear();
+    }
+    for (auto& fn : wake)
+      fn();
+    pending_op op;
+    op.entry = e;
+    op.touches_directory = true;
+    op.result.status = store_status::ok;
+    op.done = std::move(done);
+    enqueue(std::move(op));
+  }
+
+  void enqueue(pending_op op) {
+    {
+      std::lock_guard<std::mutex> guard{queue_mtx};
+      queue.push_back(std::move(op));
+    }
+    queue_cv.notify_one();
+  }
+
+  // -- writer thread ----------------------------------------------------------
+
+  void run_writer() {
+    std::vector<pending_op> batch;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> guard{queue_mtx};
+        queue_cv.wait(guard, [this] { return stopping || !queue.empty(); });
+        if (queue.empty() && stopping)
+          return;
+        batch.assign(std::make_move_iterator(queue.begin()),
+                     std::make_move_iterator(queue.end()));
+        queue.clear();
+      }
+      commit(batch);
+      batch.clear();
+    }
+  }
+
+  /// Writes a batch, makes it durable with as few syncs as possible, then
+  /// publishes it to readers and acknowledges it, in order.
+  void commit(std::vector<pending_op>& batch) {
+    std::set<log_file*> failed;
+    std::vector<std::shared_ptr<log_file>> dirty;
+    bool directory = false;
+    // Coalesce contiguous writes to one file into one pwrite.
+    for (size_t i = 0; i < batch.size();) {
+      auto& first = batch[i];
+      directory |= first.touches_directory;
+      if (first.bytes.empty()) {
+        ++i;
+        continue;
+      }
+      auto file = first.entry->file;
+      std::string buffer = std::move(first.bytes);
+      uint64_t pos = first.file_pos;
+      size_t j = i + 1;
+      for (; j < batch.size(); ++j) {
+        auto& next = batch[j];
+        if (next.entry->file != file
+            || next.file_pos != pos + buffer.size())
+          break;
+        directory |= next.touches_directory;
+        buffer += next.bytes;
+        next.bytes.clear();
+      }
+      if (!write_all(file->fd, buffer.data(), buffer.size(), pos)) {
+        log::error("store", "write failed",
+                   {{"file", file->path}, {"error", std::strerror(errno)}});
+        failed.insert(file.get());
+      } else if (std::find(dirty.begin(), dirty.end(), file) == dirty.end()) {
+        dirty.push_back(file);
+      }
+      i = j;
+    }
+    if (dirty.size() > max_fdatasyncs_per_group) {
+      if (::syncfs(dir_fd) != 0) {
+        log::error("store", "syncfs failed", {{"error", std::strerror(errno)}});
+        for (auto& f : dirty)
+          failed.insert(f.get());
+      }
+    } else {
+      for (auto& f : dirty)
+        if (::fdatasync(f->fd) != 0) {
+          log::error("store", "fdatasync failed",
+                     {{"file", f->path}, {"error", std::strerror(errno)}});
+          failed.insert(f.get());
+        }
+      if (directory && ::fsync(dir_fd) != 0)
+        log::error("store", "directory fsync failed",
+                   {{"error", std::strerror(errno)}});
+    }
+    for (auto& op : batch)
+      publish(op, failed.count(op.entry->file.get()) > 0);
+  }
+
+  void publish(pending_op& op, bool failed) {
+    std::vector<std::function<void()>> wake;
+    {
+      auto& e = *op.entry;
+      std::lock_guard<std::mutex> guard{e.mtx};
+      if (failed) {
+        // The memory state ran ahead of a disk that refused it: stop
+        // serving this stream rather than serve what is not durable.
+        e.broken = true;
+        op.result.status = store_status::unavailable;
+        op.result.message = "the stream's log could not be written";
+      } else if (!e.broken) {
+        e.chunks.insert(e.chunks.end(), op.chunks.begin(), op.chunks.end());
+        e.durable_tail = std::max(e.durable_tail, op.tail_after);
+        e.durable_closed |= op.closes;
+      }
+      for (auto i = e.waiters.begin(); i != e.waiters.end();) {
+        if (e.broken || e.durable_closed || i->second.offset < e.durable_tail) {
+          wake.push_back(std::move(i->second.fn));
+          i = e.waiters.erase(i);
+        } else {
+          ++i;
+        }
+      }
+    }
+    for (auto& fn : wake)
+      fn();
+    if (op.done)
+      op.done(std::move(op.result));
+  }
+
+  // -- operations -------------------------------------------------------------
+
+  /// Validates an append against the stream's submitted state and, when it
+  /// is accepted, advances that state and queues the write.
+  void submit_append(const entry_ptr& ep, append_request& req,
+                     write_callback& done) {
+    auto& e = *ep;
+    std::unique_lock<std::mutex> guard{e.mtx};
+    if (e.removed) {
+      guard.unlock();
+      done(status_only(store_status::not_found));
+      return;
+    }
+    if (e.broken) {
+      auto r = make_result(store_status::unavailable, e,
+                           "the stream's log is unavailable");
+      guard.unlock();
+      done(std::move(r));
+      return;
+    }
+    auto reject = [&](write_result r) {
+      guard.unlock();
+      done(std::move(r));
+    };
+    e.last_access_ms = store_now_ms();
+    producer_state* producer = nullptr;
+    if (req.producer) {
+      auto& stamp = *req.producer;
+      auto i = e.producers.find(stamp.id);
+      if (i != e.producers.end()) {
+        auto& known = i->second;
+        if (stamp.epoch < known.epoch) {
+          auto r = make_result(store_status::stale_epoch, e,
+                               "producer epoch is stale");
+          r.producer_epoch = known.epoch;
+          r.producer_seq = known.seq;
+          return reject(std::move(r));
+        }
+        if (stamp.epoch == known.epoch && stamp.seq <= known.seq) {
+          // A retry of something stored: acknowledge it once everything
+          // before it is durable, change nothing.
+          auto r = make_result(store_status::duplicate, e);
+          r.producer_epoch = known.epoch;
+          r.producer_seq = known.seq;
+          pending_op op;
+          op.entry = ep;
+          op.tail_after = e.tail;
+          op.result = std::move(r);
+          op.done = std::move(done);
+          guard.unlock();
+          enqueue(std::move(op));
+          return;
+        }
+        if (stamp.epoch > known.epoch && stamp.seq != 0) {
+          auto r = make_result(store_status::bad_epoch_seq, e,
+                               "a new producer epoch must start at seq 0");
+          r.producer_epoch = known.epoch;
+          r.producer_seq = known.seq;
+          return reject(std::move(r));
+        }
+        if (stamp.epoch == known.epoch && stamp.seq > known.seq + 1) {
+          auto r = make_result(store_status::seq_gap, e,
+                               "producer sequence gap");
+          r.producer_epoch = known.epoch;
+          r.producer_seq = known.seq;
+          r.expected_seq = known.seq + 1;
+          r.received_seq = stamp.seq;
+          return reject(std::move(r));
+        }
+        producer = &known;
+      } else if (stamp.seq != 0) {
+        auto r = make_result(store_status::seq_gap, e,
+                             "an unknown producer must start at seq 0");
+        r.producer_epoch = stamp.epoch;
+        r.expected_seq = 0;
+        r.received_seq = stamp.seq;
+        return reject(std::move(r));
+      }
+    }
+    if (e.closed)
+      return reject(make_result(store_status::closed, e, "the stream is closed"));
+    if (!req.content_type.empty() && !req.messages.empty()
+        && media_type(req.content_type) != media_type(e.header.content_type))
+      return reject(make_result(store_status::content_type_mismatch, e,
+                                "content type " + req.content_type
+                                  + " does not match the stream's "
+                                  + e.header.content_type));
+    if (!req.stream_seq.empty() && !e.stream_seq.empty()
+        && req.stream_seq <= e.stream_seq)
+      return reject(make_result(store_status::stream_seq_conflict, e,
+                                "Stream-Seq " + req.stream_seq
+                                  + " is not greater than "
+                                  + e.stream_seq));
+    // Accepted: advance the submitted state and queue the record.
+    append_record record;
+    record.messages = std::move(req.messages);
+    record.producer = req.producer;
+    record.stream_seq = req.stream_seq;
+    record.closes = req.closes;
+    pending_op op;
+    op.entry = ep;
+    op.bytes = encode_record(record);
+    op.file_pos = e.file_size;
+    e.file_size += op.bytes.size();
+    // Message bytes sit inside the record: locate them for the index.
+    auto view = decode_append(std::string_view{op.bytes}.substr(
+      record_header_size));
+    auto base = reinterpret_cast<uintptr_t>(op.bytes.data());
+    for (auto& msg : view->messages) {
+      auto pos = op.file_pos
+                 + (reinterpret_cast<uintptr_t>(msg.data()) - base);
+      op.chunks.push_back(
+        chunk{e.tail, pos, static_cast<uint32_t>(msg.size())});
+      e.tail += msg.size();
+    }
+    if (req.closes)
+      e.closed = true;
+    if (!req.stream_seq.empty())
+      e.stream_seq = req.stream_seq;
+    if (req.producer) {
+      if (producer == nullptr)
+        producer = &e.producers[req.producer->id];
+      producer->epoch = req.producer->epoch;
+      producer->seq = req.producer->seq;
+    }
+    op.tail_after = e.tail;
+    op.closes = req.closes;
+    op.result = make_result(store_status::ok, e);
+    if (producer != nullptr) {
+      op.result.producer_epoch = producer->epoch;
+      op.result.producer_seq = producer->seq;
+    }
+    op.done = std::move(done);
+    guard.unlock();
+    enqueue(std::move(op));
+  }
+
+  caf::expected<std::shared_ptr<log_file>> create_file(const std::string& name) {
+    auto base = streams_dir + "/" + hex16(name_hash(name));
+    for (int n = 0; n < 1000; ++n) {
+      auto path = base + "-" + std::to_string(n) + ".log";
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+      if (fd >= 0) {
+        auto file = std::make_shared<log_file>();
+        file->fd = fd;
+        file->path = path;
+        return file;
+      }
+      if (errno != EEXIST)
+        return make_error(ec::database_error, "cannot create " + path + ": "
+                                                + std::strerror(errno));
+    }
+    return make_error(ec::database_error, "too many log files for one hash");
+  }
+
+  // -- recovery ---------------------------------------------------------------
+
+  void recover_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      refuse(path, path, std::string{"cannot open: "} + std::strerror(errno));
+      return;
+    }
+    auto file = std::make_shared<log_file>();
+    file->fd = fd;
+    file->path = path;
+    struct stat st {};
+    ::fstat(fd, &st);
+    auto size = static_cast<size_t>(st.st_size);
+    const char* data = nullptr;
+    if (size > 0) {
+      auto* mapped = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (mapped == MAP_FAILED) {
+        refuse(path, path, std::string{"cannot map: "} + std::strerror(errno));
+        return;
+      }
+      data = static_cast<const char*>(mapped);
+    }
+    std::string_view bytes{data, size};
+    auto scan = scan_log(bytes);
+    auto unmap = [&] {
+      if (data != nullptr)
+        ::munmap(const_cast<char*>(data), size);
+    };
+    if (!scan.corruption.empty()) {
+      unmap();
+      refuse(path, path, scan.corruption);
+      return;
+    }
+    if (scan.records.empty() || scan.records[0].kind != record_kind::header) {
+      // Created but never acknowledged: the header did not make it.
+      unmap();
+      log::warn("store", "removing a log without header", {{"file", path}});
+      ::unlink(path.c_str());
+      return;
+    }
+    auto header = decode_header(scan.records[0].payload);
+    if (!header) {
+      unmap();
+      refuse(path, path, error_message(header.error()));
+      return;
+    }
+    auto e = std::make_shared<stream_entry>();
+    e->header = std::move(*header);
+    e->json = is_json(e->header.content_type);
+    e->file = file;
+    for (size_t i = 1; i < scan.records.size(); ++i) {
+      auto& rec = scan.records[i];
+      auto view = rec.kind == record_kind::append
+                    ? decode_append(rec.payload)
+                    : caf::expected<append_view>{
+                      make_error(ec::bad_row, "second header record")};
+      if (!view) {
+        unmap();
+        refuse(e->header.name, path,
+               "record at byte " + std::to_string(rec.position) + ": "
+                 + error_message(view.error()));
+        return;
+      }
+      for (auto& msg : view->messages) {
+        auto pos = rec.payload_position
+                   + static_cast<uint64_t>(msg.data() - rec.payload.data());
+        e->chunks.push_back(
+          chunk{e->tail, pos, static_cast<uint32_t>(msg.size())});
+        e->tail += msg.size();
+      }
+      if (view->producer)
+        e->producers[view->producer->id] = producer_state{
+          view->producer->epoch, view->producer->seq};
+      if (!view->stream_seq.empty())
+        e->stream_seq = view->stream_seq;
+      e->closed |= view->closes;
+    }
+    unmap();
+    if (scan.valid_size < size) {
+      log::warn("store", "cutting a torn tail",
+                {{"stream", e->header.name},
+                 {"bytes", std::to_string(size - scan.valid_size)}});
+      if (::ftruncate(fd, static_cast<off_t>(scan.valid_size)) != 0
+          || ::fdatasync(fd) != 0) {
+        refuse(e->header.name, path,
+               std::string{"cannot cut torn tail: "} + std::strerror(errno));
+        return;
+      }
+    }
+    e->file_size = scan.valid_size;
+    e->durable_tail = e->tail;
+    e->durable_closed = e->closed;
+    // A restart counts as access: a sliding TTL never ends early.
+    e->last_access_ms = store_now_ms();
+    if (!e->header.expires_at.empty()
+        && e->header.expires_at_ms <= e->last_access_ms) {
+      ::unlink(path.c_str());
+      return;
+    }
+    auto name = e->header.name;
+    if (streams.count(name) > 0) {
+      refuse(name, path, "a second log for the same stream");
+      return;
+    }
+    streams.emplace(std::move(name), std::move(e));
+  }
+
+  void refuse(const std::string& name, const std::string& path,
+              const std::string& why) {
+    log::error("store", "refusing a corrupt stream log",
+               {{"stream", name}, {"file", path}, {"error", why}});
+    refused.emplace_back(name, path + ": " + why);
+  }
+};
+
+stream_store::stream_store(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+  // nop
+}
+
+stream_store::~stream_store() = default;
+
+caf::expected<std::unique_ptr<stream_store>> stream_store::open(config cfg) {
+  auto state = std::make_unique<impl>();
+  state->cfg = cfg;
+  state->streams_dir = cfg.directory + "/streams";
+  for (auto& dir : {cfg.directory, state->streams_dir})
+    if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
+      return make_error(ec::invalid_config, "data-dir: cannot create " + dir
+                                              + ": " + std::strerror(errno));
+  state->dir_fd = ::open(state->streams_dir.c_str(),
+                         O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (state->dir_fd < 0)
+    return make_error(ec::invalid_config, "data-dir: cannot open "
+                                            + state->streams_dir + ": "
+                                            + std::strerror(errno));
+  auto* dir = ::opendir(state->streams_dir.c_str());
+  if (dir == nullptr)
+    return make_error(ec::invalid_config, "data-dir: cannot list "
+                                            + state->streams_dir);
+  std::vector<std::string> files;
+  while (auto* ent = ::readdir(dir)) {
+    std::string file = ent->d_name;
+    if (file.size() > 4 && file.compare(file.size() - 4, 4, ".log") == 0)
+      files.push_back(state->streams_dir + "/" + file);
+  }
+  ::closedir(dir);
+  std::sort(files.begin(), files.end());
+  for (auto& path : files)
+    state->recover_file(path);
+  ::fsync(state->dir_fd);
+  log::info("store", "opened",
+            {{"directory", cfg.directory},
+             {"streams", std::to_string(state->streams.size())},
+             {"refused", std::to_string(state->refused.size())}});
+  auto* raw = state.get();
+  state->writer = std::thread{[raw] { raw->run_writer(); }};
+  return std::unique_ptr<stream_store>{new stream_store(std::move(state))};
+}
+
+void stream_store::create(const std::string& name, create_request req,
+                          write_callback done) {
+  auto& st = *impl_;
+  if (auto existing = st.find(name)) {
+    std::unique_lock<std::mutex> guard{existing->mtx};
+    auto& h = existing->header;
+    bool same = media_type(h.content_type) == media_type(req.content_type)
+                && h.ttl_seconds == req.ttl_seconds
+                && h.expires_at_ms == req.expires_at_ms
+                && existing->closed == req.closed;
+    auto r = make_result(same ? store_status::exists
+                              : store_status::config_conflict,
+                         *existing,
+                         same ? "" : "the stream exists with another "
+                                     "configuration");
+    guard.unlock();
+    done(std::move(r));
+    return;
+  }
+  auto file = st.create_file(name);
+  if (!file) {
+    write_result r;
+    r.status = store_status::unavailable;
+    r.message = error_message(file.error());
+    done(std::move(r));
+    return;
+  }
+  auto e = std::make_shared<stream_entry>();
+  e->header.name = name;
+  e->header.content_type = req.content_type;
+  e->header.ttl_seconds = req.ttl_seconds;
+  e->header.expires_at = req.expires_at;
+  e->header.expires_at_ms = req.expires_at_ms;
+  e->header.created_ms = store_now_ms();
+  e->json = is_json(req.content_type);
+  e->file = *file;
+  e->last_access_ms = e->header.created_ms;
+  pending_op op;
+  op.entry = e;
+  op.bytes = std::string{log_magic} + encode_record(e->header);
+  op.touches_directory = true;
+  if (!req.messages.empty() || req.closed) {
+    append_record record;
+    record.messages = std::move(req.messages);
+    record.closes = req.closed;
+    auto rec = encode_record(record);
+    auto view = decode_append(std::string_view{rec}.substr(record_header_size));
+    auto record_pos = op.bytes.size();
+    for (auto& msg : view->messages) {
+      auto pos = record_pos + static_cast<uint64_t>(msg.data() - rec.data());
+      op.chunks.push_back(chunk{e->tail, pos, static_cast<uint32_t>(msg.size())});
+      e->tail += msg.size();
+    }
+    op.bytes += rec;
+    e->closed = req.closed;
+  }
+  e->file_size = op.bytes.size();
+  op.tail_after = e->tail;
+  op.closes = e->closed;
+  op.result = make_result(store_status::ok, *e);
+  op.done = std::move(done);
+  {
+    std::lock_guard<std::mutex> guard{st.map_mtx};
+    auto [it, inserted] = st.streams.emplace(name, e);
+    if (!inserted) {
+      // Lost a race with a concurrent create of the same name.
+      ::unlink(e->file->path.c_str());
+      auto other = it->second;
+      write_result r;
+      {
+        std::lock_guard<std::mutex> g{other->mtx};
+        bool same = media_type(other->header.content_type)
+                      == media_type(req.content_type)
+                    && other->header.ttl_seconds == req.ttl_seconds
+                    && other->header.expires_at_ms == req.expires_at_ms;
+        r = make_result(same ? store_status::exists
+                             : store_status::config_conflict,
+                        *other);
+      }
+      op.done(std::move(r));
+      return;
+    }
+  }
+  st.enqueue(std::move(op));
+}
+
+void stream_store::append(const std::string& name, append_request req,
+                          write_callback done) {
+  auto e = impl_->find(name);
+  if (!e) {
+    done(status_only(store_status::not_found));
+    return;
+  }
+  impl_->submit_append(e, req, done);
+}
+
+void stream_store::remove(const std::string& name, write_callback done) {
+  auto e = impl_->find(name);
+  if (!e) {
+    done(status_only(store_status::not_found));
+    return;
+  }
+  impl_->drop(name, e, std::move(done));
+}
+
+std::optional<stream_info> stream_store::head(const std::string& name) {
+  auto e = impl_->find(name);
+  if (!e)
+    return std::nullopt;
+  std::lock_guard<std::mutex> guard{e->mtx};
+  stream_info info;
+  info.content_type = e->header.content_type;
+  info.ttl_seconds = e->header.ttl_seconds;
+  info.expires_at = e->header.expires_at;
+  info.expires_at_ms = e->header.expires_at_ms;
+  info.created_ms = e->header.created_ms;
+  info.closed = e->durable_closed;
+  info.next_offset = e->durable_tail;
+  return info;
+}
+
+read_result stream_store::read(const std::string& name, uint64_t offset) {
+  read_result result;
+  auto e = impl_->find(name);
+  if (!e) {
+    result.status = store_status::not_found;
+    return result;
+  }
+  std::vector<chunk> picked;
+  std::shared_ptr<log_file> file;
+  {
+    std::lock_guard<std::mutex> guard{e->mtx};
+    if (e->broken) {
+      result.status = store_status::unavailable;
+      return result;
+    }
+    e->last_access_ms = store_now_ms();
+    result.content_type = e->header.content_type;
+    file = e->file;
+    offset = std::min(offset, e->durable_tail);
+    auto& chunks = e->chunks;
+    // The first chunk that holds bytes at or after `offset`; JSON messages
+    // are never split, so a JSON read starts at a message boundary.
+    auto it = std::partition_point(chunks.begin(), chunks.end(),
+                                   [&](const chunk& c) {
+                                     return e->json ? c.offset < offset
+                                                    : c.offset + c.len
+                                                        <= offset;
+                                   });
+    size_t bytes = 0;
+    for (; it != chunks.end(); ++it) {
+      if (!picked.empty() && bytes + it->len > impl_->cfg.max_read_bytes)
+        break;
+      picked.push_back(*it);
+      bytes += it->len;
+    }
+    if (picked.empty()) {
+      result.start_offset = offset;
+      result.next_offset = offset;
+    } else {
+      if (!e->json && picked.front().offset < offset) {
+        // Start inside a byte chunk.
+        auto skip = offset - picked.front().offset;
+        picked.front().offset = offset;
+        picked.front().file_pos += skip;
+        picked.front().len -= static_cast<uint32_t>(skip);
+      }
+      result.start_offset = picked.front().offset;
+      result.next_offset = picked.back().offset + picked.back().len;
+    }
+    result.up_to_date = result.next_offset >= e->durable_tail;
+    result.closed = result.up_to_date && e->durable_closed;
+  }
+  if (picked.empty())
+    return result;
+  // One pread for the whole span; the records' framing between messages is
+  // small next to the messages.
+  auto first = picked.front().file_pos;
+  auto last = picked.back().file_pos + picked.back().len;
+  std::string span(last - first, '\0');
+  if (!read_all(file->fd, span.data(), span.size(), first)) {
+    result = read_result{};
+    result.status = store_status::unavailable;
+    return result;
+  }
+  result.chunks.reserve(picked.size());
+  for (auto& c : picked)
+    result.chunks.emplace_back(span, c.file_pos - first, c.len);
+  return result;
+}
+
+uint64_t stream_store::wait(const std::string& name, uint64_t offset,
+                            std::function<void()> fn) {
+  auto e = impl_->find(name);
+  if (!e) {
+    fn();
+    return 0;
+  }
+  std::unique_lock<std::mutex> guard{e->mtx};
+  if (e->broken || e->durable_closed || offset < e->durable_tail) {
+    guard.unlock();
+    fn();
+    return 0;
+  }
+  auto token = e->next_waiter++;
+  e->waiters.emplace(token, waiter{offset, std::move(fn)});
+  return token;
+}
+
+void stream_store::cancel_wait(const std::string& name, uint64_t token) {
+  entry_ptr e;
+  {
+    std::lock_guard<std::mutex> guard{impl_->map_mtx};
+    auto i = impl_->streams.find(name);
+    if (i == impl_->streams.end())
+      return;
+    e = i->second;
+  }
+  std::lock_guard<std::mutex> guard{e->mtx};
+  e->waiters.erase(token);
+}
+
+std::vector<std::pair<std::string, std::string>> stream_store::refused() const {
+  std::lock_guard<std::mutex> guard{impl_->map_mtx};
+  return impl_->refused;
+}
+
+size_t stream_store::size() const {
+  std::lock_guard<std::mutex> guard{impl_->map_mtx};
+  return impl_->streams.size();
+}
+
+} // namespace ebridge

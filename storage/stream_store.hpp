@@ -1,0 +1,178 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "storage/stream_log.hpp"
+
+namespace ebridge {
+
+/// How a store operation ended. The HTTP layer maps these to status codes;
+/// bridges use them directly.
+enum class store_status : uint8_t {
+  /// Appended, created, closed or deleted.
+  ok,
+  /// Create of an existing stream with the same configuration.
+  exists,
+  /// A producer retry of a request already stored: nothing changed.
+  duplicate,
+  not_found,
+  /// Create of an existing stream with another configuration.
+  config_conflict,
+  /// The append's content type differs from the stream's.
+  content_type_mismatch,
+  /// The stream is closed: no more data.
+  closed,
+  /// Stream-Seq did not increase.
+  stream_seq_conflict,
+  /// Producer epoch lower than the current one.
+  stale_epoch,
+  /// Producer sequence skipped ahead (or unknown producer not at 0).
+  seq_gap,
+  /// A new producer epoch must start at sequence 0.
+  bad_epoch_seq,
+  /// The stream's log cannot be used (I/O error or corruption).
+  unavailable,
+};
+
+const char* to_string(store_status status);
+
+/// Where a store operation left the stream.
+struct write_result {
+  store_status status = store_status::ok;
+  /// The stream's tail after the operation (its next offset).
+  uint64_t next_offset = 0;
+  bool closed = false;
+  /// Producer state after the operation, for the producer headers.
+  uint64_t producer_epoch = 0;
+  uint64_t producer_seq = 0;
+  /// For seq_gap: what the store expected and what it got.
+  uint64_t expected_seq = 0;
+  uint64_t received_seq = 0;
+  /// A human-readable reason for errors.
+  std::string message;
+};
+
+/// Called once when an operation is durable (or has failed), from the
+/// store's writer thread or the calling thread. Must not block.
+using write_callback = std::function<void(write_result)>;
+
+/// A stream's configuration and position.
+struct stream_info {
+  std::string content_type;
+  std::optional<uint64_t> ttl_seconds;
+  std::string expires_at;
+  int64_t expires_at_ms = 0;
+  int64_t created_ms = 0;
+  bool closed = false;
+  /// The durable tail.
+  uint64_t next_offset = 0;
+};
+
+struct create_request {
+  std::string content_type;
+  std::optional<uint64_t> ttl_seconds;
+  std::string expires_at;
+  int64_t expires_at_ms = 0;
+  bool closed = false;
+  /// Initial messages (possibly none).
+  std::vector<std::string> messages;
+};
+
+struct append_request {
+  /// The request's content type; empty skips the check (in-process appends).
+  std::string content_type;
+  std::vector<std::string> messages;
+  std::optional<producer_stamp> producer;
+  std::string stream_seq;
+  bool closes = false;
+};
+
+/// Data read from a stream.
+struct read_result {
+  store_status status = store_status::ok;
+  /// Messages (JSON mode) or byte chunks, in order.
+  std::vector<std::string> chunks;
+  /// The offset of the first byte returned.
+  uint64_t start_offset = 0;
+  /// The offset after the last byte returned.
+  uint64_t next_offset = 0;
+  /// True when `next_offset` is the durable tail.
+  bool up_to_date = false;
+  /// True when the stream is closed and this read reached its end.
+  bool closed = false;
+  std::string content_type;
+};
+
+/// Durable append-only streams on a local directory. Each stream is one log
+/// file; appends are written by one writer thread and acknowledged only after
+/// an fdatasync (or one syncfs for many files) that covers them: appends that
+/// arrive together share one sync. Producer state, Stream-Seq and the closed
+/// flag live in the same records as the data, so they survive exactly as the
+/// data does. Thread-safe.
+class stream_store {
+public:
+  struct config {
+    std::string directory;
+    /// Most bytes one read returns (whole messages; at least one).
+    size_t max_read_bytes = 1 << 20;
+  };
+
+  /// Opens (creating if needed) the store and recovers every stream: torn
+  /// tails are cut, corrupt logs are reported and refused.
+  static caf::expected<std::unique_ptr<stream_store>> open(config cfg);
+
+  ~stream_store();
+
+  stream_store(const stream_store&) = delete;
+  stream_store& operator=(const stream_store&) = delete;
+
+  void create(const std::string& name, create_request req, write_callback done);
+
+  void append(const std::string& name, append_request req,
+              write_callback done);
+
+  void remove(const std::string& name, write_callback done);
+
+  /// The stream's configuration and durable tail; nullopt if it does not
+  /// exist (or expired). Does not extend a TTL.
+  std::optional<stream_info> head(const std::string& name);
+
+  /// Reads from `offset` (a byte position; 0 is the start), at most
+  /// `max_read_bytes`. Extends a sliding TTL.
+  read_result read(const std::string& name, uint64_t offset);
+
+  /// Calls `fn` once the durable tail passes `offset`, or the stream closes
+  /// or goes away (whichever first); at once if that is already so. Returns
+  /// a token for `cancel_wait`, or 0 when `fn` already ran.
+  uint64_t wait(const std::string& name, uint64_t offset,
+                std::function<void()> fn);
+
+  void cancel_wait(const std::string& name, uint64_t token);
+
+  /// Streams refused at start-up because their logs are corrupt, with why.
+  std::vector<std::pair<std::string, std::string>> refused() const;
+
+  /// Number of streams.
+  size_t size() const;
+
+  struct impl;
+
+private:
+  explicit stream_store(std::unique_ptr<impl> ptr);
+
+  std::unique_ptr<impl> impl_;
+};
+
+/// Milliseconds since the epoch, the store's clock (replaceable in tests).
+int64_t store_now_ms();
+
+void set_store_clock_for_tests(std::function<int64_t()> clock);
+
+} // namespace ebridge

@@ -1,0 +1,316 @@
+#define CAF_SUITE stream_store
+#include <caf/test/unit_test.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include "core/error.hpp"
+#include "storage/stream_store.hpp"
+#include "tests/test_util.hpp"
+
+using namespace ebridge;
+
+namespace {
+
+/// A store on a fresh temporary directory, reopened on demand.
+struct fixture {
+  fixture() {
+    char tmpl[] = "/tmp/ebridge-store-test.XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    reopen();
+  }
+
+  ~fixture() {
+    store.reset();
+    set_store_clock_for_tests(nullptr);
+    std::string cmd = "rm -rf '" + dir + "'";
+    if (std::system(cmd.c_str()) != 0)
+      CAF_MESSAGE("could not remove " << dir);
+  }
+
+  void reopen() {
+    store.reset();
+    stream_store::config cfg;
+    cfg.directory = dir;
+    cfg.max_read_bytes = 64;
+    store = EB_OK(stream_store::open(cfg));
+  }
+
+  write_result create(const std::string& name,
+                      const std::string& type = "application/json",
+                      std::vector<std::string> initial = {}) {
+    create_request req;
+    req.content_type = type;
+    req.messages = std::move(initial);
+    std::promise<write_result> p;
+    store->create(name, std::move(req),
+                  [&](write_result r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+  write_result append(const std::string& name, std::vector<std::string> msgs,
+                      std::optional<producer_stamp> producer = std::nullopt,
+                      bool closes = false) {
+    append_request req;
+    req.content_type = "application/json";
+    req.messages = std::move(msgs);
+    req.producer = std::move(producer);
+    req.closes = closes;
+    std::promise<write_result> p;
+    store->append(name, std::move(req),
+                  [&](write_result r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+  /// Every message of a stream, following pagination.
+  std::vector<std::string> read_all(const std::string& name) {
+    std::vector<std::string> result;
+    uint64_t offset = 0;
+    for (;;) {
+      auto r = store->read(name, offset);
+      CAF_REQUIRE(r.status == store_status::ok);
+      result.insert(result.end(), r.chunks.begin(), r.chunks.end());
+      offset = r.next_offset;
+      if (r.up_to_date)
+        return result;
+    }
+  }
+
+  /// The log files in the store's directory.
+  std::vector<std::string> log_files() {
+    std::vector<std::string> result;
+    auto* d = ::opendir((dir + "/streams").c_str());
+    while (auto* ent = ::readdir(d))
+      if (ent->d_name[0] != '.')
+        result.push_back(dir + "/streams/" + ent->d_name);
+    ::closedir(d);
+    return result;
+  }
+
+  std::string dir;
+  std::unique_ptr<stream_store> store;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(stream_store_tests, fixture)
+
+CAF_TEST(appended messages read back in order with offsets) {
+  CAF_CHECK(create("/s").status == store_status::ok);
+  auto r1 = append("/s", {"1", "\"two\""});
+  CAF_CHECK(r1.status == store_status::ok);
+  CAF_CHECK_EQUAL(r1.next_offset, 6u);
+  auto r2 = append("/s", {"{\"three\":3}"});
+  CAF_CHECK_EQUAL(r2.next_offset, 17u);
+  CAF_CHECK_EQUAL(read_all("/s"),
+                  (std::vector<std::string>{"1", "\"two\"", "{\"three\":3}"}));
+  auto from = store->read("/s", 6);
+  CAF_REQUIRE_EQUAL(from.chunks.size(), 1u);
+  CAF_CHECK_EQUAL(from.chunks[0], "{\"three\":3}");
+  CAF_CHECK_EQUAL(from.start_offset, 6u);
+  CAF_CHECK(from.up_to_date);
+  auto info = store->head("/s");
+  CAF_REQUIRE(info);
+  CAF_CHECK_EQUAL(info->next_offset, 17u);
+  CAF_CHECK_EQUAL(info->content_type, "application/json");
+}
+
+CAF_TEST(reads are paginated on message boundaries) {
+  create("/p");
+  std::vector<std::string> msgs;
+  for (int i = 0; i < 20; ++i)
+    msgs.push_back("\"message-" + std::to_string(i) + "\"");
+  append("/p", msgs);
+  auto first = store->read("/p", 0);
+  CAF_CHECK(!first.up_to_date);
+  CAF_CHECK_LESS(first.chunks.size(), 20u);
+  CAF_CHECK_EQUAL(read_all("/p"), msgs);
+}
+
+CAF_TEST(everything acknowledged survives a restart) {
+  create("/r");
+  append("/r", {"1"}, producer_stamp{"p", 0, 0});
+  append("/r", {"2"}, producer_stamp{"p", 0, 1});
+  append("/r", {"3"}, std::nullopt, true);
+  reopen();
+  CAF_CHECK_EQUAL(read_all("/r"), (std::vector<std::string>{"1", "2", "3"}));
+  auto info = store->head("/r");
+  CAF_REQUIRE(info);
+  CAF_CHECK(info->closed);
+  // The producer's last request is still recognized as a duplicate.
+  auto dup = append("/r", {"2"}, producer_stamp{"p", 0, 1});
+  CAF_CHECK(dup.status == store_status::duplicate);
+  CAF_CHECK_EQUAL(dup.producer_seq, 1u);
+  CAF_CHECK(append("/r", {"4"}).status == store_status::closed);
+}
+
+CAF_TEST(a torn tail is cut and the stream goes on) {
+  create("/t");
+  append("/t", {"1"});
+  append("/t", {"2"});
+  auto files = log_files();
+  CAF_REQUIRE_EQUAL(files.size(), 1u);
+  store.reset();
+  {
+    std::ofstream out{files[0], std::ios::app | std::ios::binary};
+    out << std::string("\x20\x00\x00\x00\x01\x02", 6);
+  }
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2"}));
+  CAF_CHECK(append("/t", {"3"}).status == store_status::ok);
+  reopen();
+  CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2", "3"}));
+}
+
+CAF_TEST(a corrupt log is refused and reported instead of served short) {
+  create("/c");
+  append("/c", {"\"aaaaaaaaaa\""});
+  append("/c", {"\"bbbbbbbbbb\""});
+  create("/ok");
+  append("/ok", {"1"});
+  store.reset();
+  for (auto& file : log_files()) {
+    std::fstream f{file, std::ios::in | std::ios::out | std::ios::binary};
+    std::string bytes{std::istreambuf_iterator<char>{f}, {}};
+    auto pos = bytes.find("aaaaaaaaaa");
+    if (pos == std::string::npos)
+      continue;
+    f.seekp(static_cast<std::streamoff>(pos));
+    f.put('X');
+  }
+  reopen();
+  auto refused = store->refused();
+  CAF_REQUIRE_EQUAL(refused.size(), 1u);
+  CAF_CHECK_NOT_EQUAL(refused[0].second.find("damaged record"),
+                      std::string::npos);
+  CAF_CHECK(store->read("/c", 0).status != store_status::ok);
+  CAF_CHECK_EQUAL(read_all("/ok"), (std::vector<std::string>{"1"}));
+}
+
+CAF_TEST(producer rules hold across epochs) {
+  create("/prod");
+  CAF_CHECK(append("/prod", {"1"}, producer_stamp{"p", 0, 1}).status
+            == store_status::seq_gap);
+  CAF_CHECK(append("/prod", {"1"}, producer_stamp{"p", 0, 0}).status
+            == store_status::ok);
+  auto gap = append("/prod", {"3"}, producer_stamp{"p", 0, 2});
+  CAF_CHECK(gap.status == store_status::seq_gap);
+  CAF_CHECK_EQUAL(gap.expected_seq, 1u);
+  CAF_CHECK_EQUAL(gap.received_seq, 2u);
+  CAF_CHECK(append("/prod", {"x"}, producer_stamp{"p", 1, 3}).status
+            == store_status::bad_epoch_seq);
+  CAF_CHECK(append("/prod", {"2"}, producer_stamp{"p", 1, 0}).status
+            == store_status::ok);
+  auto stale = append("/prod", {"x"}, producer_stamp{"p", 0, 1});
+  CAF_CHECK(stale.status == store_status::stale_epoch);
+  CAF_CHECK_EQUAL(stale.producer_epoch, 1u);
+  CAF_CHECK_EQUAL(read_all("/prod"), (std::vector<std::string>{"1", "2"}));
+}
+
+CAF_TEST(concurrent appends to many streams are all durable once) {
+  constexpr int streams = 16;
+  constexpr int per_stream = 50;
+  for (int s = 0; s < streams; ++s)
+    create("/g" + std::to_string(s));
+  std::atomic<int> acked{0};
+  std::vector<std::thread> threads;
+  for (int s = 0; s < streams; ++s)
+    threads.emplace_back([&, s] {
+      auto name = "/g" + std::to_string(s);
+      for (int i = 0; i < per_stream; ++i) {
+        auto r = append(name, {std::to_string(i)},
+                        producer_stamp{"w", 0, static_cast<uint64_t>(i)});
+        if (r.status == store_status::ok)
+          ++acked;
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CAF_CHECK_EQUAL(acked.load(), streams * per_stream);
+  reopen();
+  for (int s = 0; s < streams; ++s) {
+    auto msgs = read_all("/g" + std::to_string(s));
+    CAF_REQUIRE_EQUAL(msgs.size(), static_cast<size_t>(per_stream));
+    for (int i = 0; i < per_stream; ++i)
+      CAF_CHECK_EQUAL(msgs[i], std::to_string(i));
+  }
+}
+
+CAF_TEST(waiters wake on durable data and on close) {
+  create("/w");
+  std::promise<void> woke;
+  auto token = store->wait("/w", 0, [&] { woke.set_value(); });
+  CAF_CHECK_NOT_EQUAL(token, 0u);
+  append("/w", {"1"});
+  CAF_CHECK(woke.get_future().wait_for(std::chrono::seconds(5))
+            == std::future_status::ready);
+  // Already past the offset: runs at once.
+  bool now = false;
+  CAF_CHECK_EQUAL(store->wait("/w", 0, [&] { now = true; }), 0u);
+  CAF_CHECK(now);
+  std::promise<void> closed;
+  store->wait("/w", 1, [&] { closed.set_value(); });
+  append("/w", {}, std::nullopt, true);
+  CAF_CHECK(closed.get_future().wait_for(std::chrono::seconds(5))
+            == std::future_status::ready);
+}
+
+CAF_TEST(a sliding ttl expires an idle stream and a read renews it) {
+  int64_t now = 1'000'000;
+  set_store_clock_for_tests([&] { return now; });
+  create_request req;
+  req.content_type = "text/plain";
+  req.ttl_seconds = 10;
+  std::promise<write_result> p;
+  store->create("/ttl", req, [&](write_result r) { p.set_value(r); });
+  CAF_CHECK(p.get_future().get().status == store_status::ok);
+  now += 9'000;
+  CAF_CHECK(store->read("/ttl", 0).status == store_status::ok);
+  now += 9'000;
+  CAF_CHECK(store->head("/ttl"));
+  now += 2'000;
+  CAF_CHECK(!store->head("/ttl"));
+  CAF_CHECK(store->read("/ttl", 0).status == store_status::not_found);
+  CAF_CHECK(log_files().empty());
+}
+
+CAF_TEST(stream names never become file names) {
+  create("/../../etc/passwd");
+  create(std::string("/nul\0name", 9));
+  auto files = log_files();
+  CAF_CHECK_EQUAL(files.size(), 2u);
+  for (auto& f : files)
+    CAF_CHECK_EQUAL(f.find("passwd"), std::string::npos);
+  reopen();
+  CAF_CHECK(store->head("/../../etc/passwd"));
+  CAF_CHECK(store->head(std::string("/nul\0name", 9)));
+}
+
+CAF_TEST(create twice with the same or another config) {
+  CAF_CHECK(create("/x", "application/json").status == store_status::ok);
+  CAF_CHECK(create("/x", "Application/JSON; charset=utf-8").status
+            == store_status::exists);
+  CAF_CHECK(create("/x", "text/plain").status
+            == store_status::config_conflict);
+}
+
+CAF_TEST(delete removes the stream and its file) {
+  create("/d");
+  append("/d", {"1"});
+  std::promise<write_result> p;
+  store->remove("/d", [&](write_result r) { p.set_value(r); });
+  CAF_CHECK(p.get_future().get().status == store_status::ok);
+  CAF_CHECK(!store->head("/d"));
+  CAF_CHECK(log_files().empty());
+  CAF_CHECK(create("/d").status == store_status::ok);
+  CAF_CHECK(read_all("/d").empty());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
