@@ -21,8 +21,10 @@
 #include "core/tags.hpp"
 #include "net/http.hpp"
 #include "net/routes.hpp"
+#include "net/streams_api.hpp"
 #include "storage/database.hpp"
 #include "storage/migrations.hpp"
+#include "storage/stream_store.hpp"
 
 namespace ebridge {
 
@@ -92,8 +94,19 @@ int run_serve(const options& opts) {
   }
   if (auto rc = migrate_or_report(opts); rc != exit_ok)
     return rc;
+
   // Declared before the actor system so that it outlives it.
   io_runtime io{1};
+  // After io: its writer's last callbacks may still post to io.
+  stream_store::config store_cfg;
+  store_cfg.directory = opts.data_dir;
+  auto opened = stream_store::open(store_cfg);
+  if (!opened) {
+    std::cerr << "ebridge: cannot open the stream store: "
+              << error_message(opened.error()) << '\n';
+    return exit_failure;
+  }
+  auto store = std::move(*opened);
   caf::actor_system_config cfg;
   register_types(cfg);
   cfg.set("scheduler.max-threads", opts.max_threads);
@@ -102,11 +115,20 @@ int run_serve(const options& opts) {
                                    postgres_registry_workers(opts.postgres_url));
   auto gateway_handle = sys.spawn(gateway, registry_handle,
                                   opts.registry_timeout);
-  http_server server{io, [gateway_handle](http_request req,
-                                          http_responder respond) {
-                       handle_request(gateway_handle, std::move(req),
+  streams_api_config api_cfg;
+  api_cfg.long_poll_timeout = opts.long_poll_timeout;
+  api_cfg.sse_keepalive = std::min(opts.long_poll_timeout,
+                                   std::chrono::milliseconds{15000});
+  streams_api streams{*store, io, api_cfg};
+  route_targets targets{gateway_handle, &streams};
+  http_limits limits;
+  limits.max_body = opts.http_max_body;
+  http_server server{io,
+                     [&targets](http_request req, http_responder respond) {
+                       handle_request(targets, std::move(req),
                                       std::move(respond));
-                     }};
+                     },
+                     limits};
   auto port = server.listen(opts.http_listen.host, opts.http_listen.port);
   if (!port) {
     std::cerr << "ebridge: " << error_message(port.error()) << '\n';

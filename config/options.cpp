@@ -108,7 +108,28 @@ const std::vector<option_info>& option_table() {
        o.http_listen = std::move(*addr);
        return caf::none;
      }},
-    {"data-dir", "directory for ebridge's local data (created if missing)",
+    {"http.long-poll-timeout",
+     "how long a long-poll read waits for data before answering 204",
+     [](const options& o) { return to_string(o.long_poll_timeout); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto d = parse_duration(v);
+       if (!d)
+         return d.error();
+       if (d->count() == 0)
+         return make_error(ec::invalid_config, "must be positive");
+       o.long_poll_timeout = *d;
+       return caf::none;
+     }},
+    {"http.max-body", "largest request body in bytes (413 beyond)",
+     [](const options& o) { return std::to_string(o.http_max_body); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 1024, uint64_t{1} << 32);
+       if (!n)
+         return n.error();
+       o.http_max_body = *n;
+       return caf::none;
+     }},
+    {"data-dir", "directory for the stream store (created if missing)",
      [](const options& o) { return o.data_dir; },
      [](options& o, std::string_view v) -> caf::error {
        if (v.empty())

@@ -30,6 +30,8 @@ struct options {
   size_t max_threads = 2;
   size_t registry_pool_size = 2;
   std::chrono::milliseconds registry_timeout{5000};
+  std::chrono::milliseconds long_poll_timeout{20000};
+  size_t http_max_body = 32 << 20;
   std::string config_file; // empty: no file
 };
 

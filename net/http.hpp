@@ -29,11 +29,31 @@ struct http_request {
   std::string_view path() const;
 };
 
+/// A response body written over time (server-sent events). Thread-safe;
+/// writes after the connection closed are dropped.
+class http_stream {
+public:
+  virtual ~http_stream();
+
+  /// Queues one chunk; chunks go out in order, each in one write.
+  virtual void write(std::string chunk) = 0;
+
+  /// Ends the response and the connection.
+  virtual void finish() = 0;
+
+  /// Calls `fn` once when the connection ends, whoever ends it (at once if
+  /// it already has). Set it once.
+  virtual void on_close(std::function<void()> fn) = 0;
+};
+
 /// One HTTP response.
 struct http_response {
   unsigned status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  /// When set, the body is streamed: the server sends the headers at once
+  /// (chunked encoding) and hands the stream to this function.
+  std::function<void(std::shared_ptr<http_stream>)> stream;
 
   http_response& set(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));
@@ -65,6 +85,20 @@ public:
   /// Calls `fn` once SIGINT or SIGTERM arrives (on an io thread).
   void on_shutdown_signal(std::function<void(int)> fn);
 
+  /// A one-shot timer: runs `fn` on an io thread after `delay` unless
+  /// cancelled first.
+  class timer {
+  public:
+    virtual ~timer();
+    virtual void cancel() = 0;
+  };
+
+  std::shared_ptr<timer> after(std::chrono::milliseconds delay,
+                               std::function<void()> fn);
+
+  /// Runs `fn` on an io thread.
+  void post(std::function<void()> fn);
+
   /// Stops the io_context and joins the threads.
   void stop();
 
@@ -79,7 +113,7 @@ private:
 
 /// Limits the server enforces, each with a clear answer.
 struct http_limits {
-  size_t max_body = 1 << 20;       // 413 beyond
+  size_t max_body = 32 << 20;      // 413 beyond
   size_t max_header = 16 << 10;    // 431 beyond
   std::chrono::seconds read_timeout{30};  // idle or slow clients: closed
   std::chrono::seconds write_timeout{30};

@@ -1,6 +1,7 @@
 #include "net/http.hpp"
 
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -8,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -22,6 +24,10 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
+
+http_stream::~http_stream() = default;
+
+io_runtime::timer::~timer() = default;
 
 const std::string* http_request::header(std::string_view name) const {
   for (auto& [key, value] : headers)
@@ -69,6 +75,48 @@ void io_runtime::on_shutdown_signal(std::function<void(int)> fn) {
       if (!err)
         fn(signal);
     });
+}
+
+namespace {
+
+class asio_timer : public io_runtime::timer,
+                   public std::enable_shared_from_this<asio_timer> {
+public:
+  explicit asio_timer(asio::io_context& ioc) : timer_(ioc) {
+    // nop
+  }
+
+  void start(std::chrono::milliseconds delay, std::function<void()> fn) {
+    timer_.expires_after(delay);
+    timer_.async_wait([self = shared_from_this(),
+                       fn = std::move(fn)](const boost::system::error_code& err) {
+      if (!err && !self->cancelled_)
+        fn();
+    });
+  }
+
+  void cancel() override {
+    cancelled_ = true;
+    asio::post(timer_.get_executor(),
+               [self = shared_from_this()] { self->timer_.cancel(); });
+  }
+
+private:
+  asio::steady_timer timer_;
+  std::atomic<bool> cancelled_{false};
+};
+
+} // namespace
+
+void io_runtime::post(std::function<void()> fn) {
+  asio::post(impl_->ioc, std::move(fn));
+}
+
+std::shared_ptr<io_runtime::timer>
+io_runtime::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  auto t = std::make_shared<asio_timer>(impl_->ioc);
+  t->start(delay, std::move(fn));
+  return t;
 }
 
 void io_runtime::stop() {
@@ -135,22 +183,52 @@ public:
       std::lock_guard<std::mutex> guard{registry_->mtx};
       registry_->sessions.insert(weak_from_this());
     }
+    beast::error_code ignored;
+    // Small responses must not wait for Nagle's algorithm.
+    stream_.socket().set_option(tcp::no_delay(true), ignored);
     asio::dispatch(stream_.get_executor(),
                    [self = shared_from_this()] { self->read(); });
   }
 
   /// Closes the connection from any thread.
   void close() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      self->stream_.close();
-    });
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this()] { self->close_now(); });
   }
 
   ~session() {
     std::lock_guard<std::mutex> guard{registry_->mtx};
     registry_->sessions.erase(weak_from_this());
+  }
+
+  // -- streaming (called on the session's strand) -----------------------------
+
+  void stream_write(std::string chunk) {
+    if (closed_)
+      return;
+    chunks_.push_back(std::move(chunk));
+    if (!writing_)
+      write_next_chunk();
+  }
+
+  void stream_finish() {
+    if (closed_ || finishing_)
+      return;
+    finishing_ = true;
+    if (!writing_)
+      write_next_chunk();
+  }
+
+  void stream_on_close(std::function<void()> fn) {
+    if (closed_) {
+      fn();
+      return;
+    }
+    on_close_ = std::move(fn);
+  }
+
+  auto executor() {
+    return stream_.get_executor();
   }
 
 private:
@@ -169,7 +247,7 @@ private:
   void on_read(beast::error_code err) {
     if (err == bhttp::error::end_of_stream || err == beast::error::timeout
         || err == asio::error::operation_aborted
-        || err == asio::error::connection_reset) {
+        || err == asio::error::connection_reset || closed_) {
       close_now();
       return;
     }
@@ -217,13 +295,18 @@ private:
       asio::post(self->stream_.get_executor(),
                  [self, res = std::move(res), version, keep_alive,
                   head]() mutable {
-                   self->write(std::move(res), version, keep_alive, head);
+                   if (res.stream)
+                     self->start_stream(std::move(res), version);
+                   else
+                     self->write(std::move(res), version, keep_alive, head);
                  });
     });
   }
 
   void write(http_response res, unsigned version, bool keep_alive,
              bool head = false) {
+    if (closed_)
+      return;
     auto msg = std::make_shared<bhttp::response<bhttp::string_body>>(
       to_beast(std::move(res), version, keep_alive, head));
     stream_.expires_after(limits_.write_timeout);
@@ -238,10 +321,59 @@ private:
                        });
   }
 
+  void start_stream(http_response res, unsigned version);
+
+  void write_next_chunk() {
+    if (closed_)
+      return;
+    if (chunks_.empty()) {
+      if (finishing_) {
+        writing_ = true;
+        stream_.expires_after(limits_.write_timeout);
+        asio::async_write(stream_, bhttp::make_chunk_last(),
+                          [self = shared_from_this()](beast::error_code,
+                                                      size_t) {
+                            self->close_now();
+                          });
+      }
+      return;
+    }
+    writing_ = true;
+    auto chunk = std::make_shared<std::string>(std::move(chunks_.front()));
+    chunks_.pop_front();
+    stream_.expires_after(limits_.write_timeout);
+    asio::async_write(stream_, bhttp::make_chunk(asio::buffer(*chunk)),
+                      [self = shared_from_this(), chunk](beast::error_code err,
+                                                         size_t) {
+                        self->writing_ = false;
+                        if (err) {
+                          self->close_now();
+                          return;
+                        }
+                        self->stream_.expires_never();
+                        self->write_next_chunk();
+                      });
+  }
+
+  /// While streaming the client sends nothing; readability means it left.
+  void watch_for_hangup() {
+    stream_.socket().async_wait(tcp::socket::wait_read,
+                                [self = shared_from_this()](
+                                  beast::error_code) { self->close_now(); });
+  }
+
   void close_now() {
+    if (closed_)
+      return;
+    closed_ = true;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
+    chunks_.clear();
+    if (auto fn = std::move(on_close_)) {
+      on_close_ = nullptr;
+      fn();
+    }
   }
 
   beast::tcp_stream stream_;
@@ -250,7 +382,72 @@ private:
   std::shared_ptr<http_handler> handler_;
   http_limits limits_;
   std::shared_ptr<session_registry> registry_;
+  // Streaming state.
+  std::deque<std::string> chunks_;
+  bool writing_ = false;
+  bool finishing_ = false;
+  bool closed_ = false;
+  std::function<void()> on_close_;
 };
+
+/// The http_stream of a session: every call hops onto the session's strand.
+class session_stream : public http_stream {
+public:
+  explicit session_stream(std::shared_ptr<session> s) : session_(std::move(s)) {
+    // nop
+  }
+
+  void write(std::string chunk) override {
+    asio::post(session_->executor(),
+               [s = session_, chunk = std::move(chunk)]() mutable {
+                 s->stream_write(std::move(chunk));
+               });
+  }
+
+  void finish() override {
+    asio::post(session_->executor(), [s = session_] { s->stream_finish(); });
+  }
+
+  void on_close(std::function<void()> fn) override {
+    asio::post(session_->executor(), [s = session_, fn = std::move(fn)]() mutable {
+      s->stream_on_close(std::move(fn));
+    });
+  }
+
+private:
+  std::shared_ptr<session> session_;
+};
+
+void session::start_stream(http_response res, unsigned version) {
+  if (closed_)
+    return;
+  auto header = std::make_shared<bhttp::response<bhttp::empty_body>>(
+    static_cast<bhttp::status>(res.status), version);
+  header->set(bhttp::field::server, "ebridge");
+  header->set("X-Content-Type-Options", "nosniff");
+  for (auto& [name, value] : res.headers)
+    header->set(name, value);
+  header->chunked(true);
+  header->keep_alive(false);
+  auto serializer
+    = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*header);
+  writing_ = true;
+  stream_.expires_after(limits_.write_timeout);
+  bhttp::async_write_header(
+    stream_, *serializer,
+    [self = shared_from_this(), header, serializer,
+     start = std::move(res.stream)](beast::error_code err, size_t) {
+      self->writing_ = false;
+      if (err) {
+        self->close_now();
+        return;
+      }
+      self->stream_.expires_never();
+      self->watch_for_hangup();
+      start(std::make_shared<session_stream>(self));
+      self->write_next_chunk();
+    });
+}
 
 } // namespace
 

@@ -3,6 +3,7 @@
 #include <caf/send.hpp>
 
 #include "core/tags.hpp"
+#include "net/streams_api.hpp"
 
 namespace ebridge {
 
@@ -39,12 +40,11 @@ http_response readiness_response(const readiness& state) {
   return res;
 }
 
-void handle_request(const gateway_actor& gateway, http_request req,
+void handle_request(const route_targets& targets, http_request req,
                     http_responder respond) {
   auto path = req.path();
-  bool is_get = req.method == "GET" || req.method == "HEAD";
   if (path == "/healthz" || path == "/readyz") {
-    if (!is_get) {
+    if (req.method != "GET" && req.method != "HEAD") {
       auto res = json_error(405, "METHOD_NOT_ALLOWED",
                             "use GET or HEAD on " + std::string{path});
       res.set("Allow", "GET, HEAD");
@@ -55,13 +55,18 @@ void handle_request(const gateway_actor& gateway, http_request req,
       respond(health_response());
       return;
     }
-    caf::anon_send(gateway, ready_atom::value,
+    caf::anon_send(targets.gateway, ready_atom::value,
                    readiness_callback{[respond](readiness state) {
                      respond(readiness_response(state));
                    }});
     return;
   }
-  respond(json_error(404, "NOT_FOUND", "no route for " + std::string{path}));
+  if (path.empty() || path.front() != '/' || path == "/") {
+    respond(json_error(404, "NOT_FOUND", "no stream at " + std::string{path}));
+    return;
+  }
+  bool bridge_stream = path.compare(0, 11, "/_entities/") == 0;
+  targets.streams->handle(std::move(req), std::move(respond), bridge_stream);
 }
 
 } // namespace ebridge

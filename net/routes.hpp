@@ -18,9 +18,18 @@ http_response health_response();
 /// `GET /readyz`: 200 when the node can serve, else 503 with the reason.
 http_response readiness_response(const readiness& state);
 
-/// Routes a request: health and readiness now; streams and the bridge API
-/// join later. Never blocks: slow work goes to the gateway actor.
-void handle_request(const gateway_actor& gateway, http_request req,
+class streams_api;
+
+/// What the routes hand requests to.
+struct route_targets {
+  gateway_actor gateway;
+  streams_api* streams;
+};
+
+/// Routes a request: health and readiness; bridge streams under
+/// `/_entities/` (read-only); every other path is a Durable Stream. Never
+/// blocks: slow work goes to actors or the store's writer.
+void handle_request(const route_targets& targets, http_request req,
                     http_responder respond);
 
 } // namespace ebridge

@@ -506,8 +506,21 @@ struct stream_store::impl {
         return reject(std::move(r));
       }
     }
-    if (e.closed)
+    if (e.closed) {
+      if (req.closes && req.messages.empty() && !req.producer) {
+        // Closing a closed stream is idempotent: acknowledge once the
+        // close before it is durable.
+        pending_op op;
+        op.entry = ep;
+        op.tail_after = e.tail;
+        op.result = make_result(store_status::ok, e);
+        op.done = std::move(done);
+        guard.unlock();
+        enqueue(std::move(op));
+        return;
+      }
       return reject(make_result(store_status::closed, e, "the stream is closed"));
+    }
     if (!req.content_type.empty() && !req.messages.empty()
         && media_type(req.content_type) != media_type(e.header.content_type))
       return reject(make_result(store_status::content_type_mismatch, e,

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "net/http.hpp"
+#include "storage/stream_store.hpp"
+
+namespace ebridge {
+
+struct streams_api_config {
+  /// How long a long-poll waits for data before answering 204.
+  std::chrono::milliseconds long_poll_timeout{20000};
+  /// Idle time after which an SSE connection gets a keep-alive control event.
+  std::chrono::milliseconds sse_keepalive{15000};
+  /// How long one SSE connection lasts before the server ends it (clients
+  /// reconnect from their last offset).
+  std::chrono::milliseconds sse_max{60000};
+};
+
+/// The Durable Streams protocol over the stream store: create, append,
+/// close, delete, HEAD, catch-up reads, long-poll and SSE. The request path
+/// is the stream's name. Never blocks an io thread on durability: writes
+/// answer from the store's callbacks.
+class streams_api {
+public:
+  streams_api(stream_store& store, io_runtime& io, streams_api_config cfg);
+
+  /// Serves one request. With `read_only`, only reads are allowed (bridge
+  /// streams): writes get 405.
+  void handle(http_request req, http_responder respond, bool read_only);
+
+  /// CORS preflight answer for any path.
+  static http_response preflight();
+
+  struct sse_session;
+
+private:
+  void create(http_request& req, const std::string& name,
+              http_responder& respond);
+  void append(http_request& req, const std::string& name,
+              http_responder& respond);
+  void remove(const std::string& name, http_responder& respond);
+  void head(const std::string& name, http_responder& respond);
+  void get(http_request& req, const std::string& name,
+           http_responder& respond);
+  void long_poll(const http_request& req, const std::string& name,
+                 uint64_t position, bool from_now, http_responder& respond);
+  void sse(const http_request& req, const std::string& name, uint64_t position,
+           bool from_now, http_responder& respond);
+
+  stream_store& store_;
+  io_runtime& io_;
+  streams_api_config cfg_;
+};
+
+} // namespace ebridge
