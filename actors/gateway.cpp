@@ -7,6 +7,12 @@
 
 namespace ebridge {
 
+namespace {
+
+constexpr auto readiness_reuse = std::chrono::seconds{1};
+
+} // namespace
+
 gateway_actor::behavior_type
 gateway(gateway_actor::stateful_pointer<gateway_state> self,
         registry_actor registry, std::chrono::milliseconds timeout) {
@@ -14,12 +20,28 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self,
   self->state.timeout = timeout;
   return {
     [self](ready_atom, readiness_callback& done) {
-      auto fn = std::move(done.fn);
-      self->request(self->state.registry, self->state.timeout,
-                    caf::ping_atom::value)
-        .then([fn](caf::ok_atom) { fn(readiness{true, {}}); },
-              [fn](caf::error& err) {
-                fn(readiness{false, "postgres: " + error_message(err)});
+      auto& st = self->state;
+      auto now = self->clock().now();
+      if (st.last && now - st.last_at < readiness_reuse) {
+        done.fn(*st.last);
+        return;
+      }
+      st.waiting.push_back(std::move(done.fn));
+      if (st.waiting.size() > 1)
+        return; // a check is in flight; it answers everyone
+      auto finish = [self](readiness r) {
+        auto& st = self->state;
+        st.last = r;
+        st.last_at = self->clock().now();
+        auto waiting = std::move(st.waiting);
+        st.waiting.clear();
+        for (auto& fn : waiting)
+          fn(r);
+      };
+      self->request(st.registry, st.timeout, caf::ping_atom::value)
+        .then([finish](caf::ok_atom) { finish(readiness{true, {}}); },
+              [finish](caf::error& err) {
+                finish(readiness{false, "postgres: " + error_message(err)});
               });
     },
   };

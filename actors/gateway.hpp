@@ -1,6 +1,11 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include <caf/actor_clock.hpp>
 
 #include "actors/actors.hpp"
 
@@ -9,6 +14,12 @@ namespace ebridge {
 struct gateway_state {
   registry_actor registry;
   std::chrono::milliseconds timeout{5000};
+  /// Readiness callers waiting for the one database check in flight.
+  std::vector<std::function<void(readiness)>> waiting;
+  /// The last answer and when it came: reused for a second, so that probes
+  /// cannot pile up work on the database.
+  std::optional<readiness> last;
+  caf::actor_clock::time_point last_at;
 
   static inline const char* name = "gateway";
 };

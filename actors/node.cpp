@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <future>
+#include <thread>
 #include <iostream>
 
 #include <sys/stat.h>
@@ -29,6 +30,8 @@
 namespace ebridge {
 
 namespace {
+
+constexpr auto shutdown_grace = std::chrono::seconds{10};
 
 int migrate_or_report(const options& opts) {
   pg_connection db{opts.postgres_url, "ebridge-migrate"};
@@ -146,6 +149,18 @@ int run_serve(const options& opts) {
              {"threads", std::to_string(opts.max_threads)}});
   auto sig = stop_signal.get_future().get();
   log::info("node", "shutting down", {{"signal", std::to_string(sig)}});
+  // Shutdown waits for actors, and an actor may wait on a database that
+  // does not answer: a second signal, or the grace period, ends it hard.
+  io.on_shutdown_signal([](int) {
+    log::error("node", "second signal: exiting without a clean shutdown");
+    std::_Exit(exit_failure);
+  });
+  std::thread{[] {
+    std::this_thread::sleep_for(shutdown_grace);
+    log::error("node", "shutdown took too long: exiting",
+               {{"grace_s", std::to_string(shutdown_grace.count())}});
+    std::_Exit(exit_failure);
+  }}.detach();
   // Order: stop taking requests, stop the actors and wait for them, then
   // stop asio; the actor system itself dies last but one.
   server.stop();

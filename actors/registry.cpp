@@ -31,19 +31,22 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
       return;
     }
   });
+  // One bridge's requests always go to the same worker (in order); the
+  // others take turns.
   return {
     [self](upsert_atom atm, std::string& tenant, std::string& ref,
            std::string& tags, std::string& url) {
-      return self->delegate(self->state.pick(), atm, std::move(tenant),
-                            std::move(ref), std::move(tags), std::move(url));
+      auto worker = self->state.pick(tenant, ref);
+      return self->delegate(worker, atm, std::move(tenant), std::move(ref),
+                            std::move(tags), std::move(url));
     },
     [self](touch_atom atm, std::string& tenant, std::string& ref) {
-      return self->delegate(self->state.pick(), atm, std::move(tenant),
-                            std::move(ref));
+      auto worker = self->state.pick(tenant, ref);
+      return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](caf::get_atom atm, std::string& tenant, std::string& ref) {
-      return self->delegate(self->state.pick(), atm, std::move(tenant),
-                            std::move(ref));
+      auto worker = self->state.pick(tenant, ref);
+      return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](list_atom atm, std::string& tenant) {
       return self->delegate(self->state.pick(), atm, std::move(tenant));
@@ -53,25 +56,25 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
                             before_ms);
     },
     [self](caf::delete_atom atm, std::string& tenant, std::string& ref) {
-      return self->delegate(self->state.pick(), atm, std::move(tenant),
-                            std::move(ref));
+      auto worker = self->state.pick(tenant, ref);
+      return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](cursor_atom atm, std::string& tenant, std::string& ref,
            std::string& handle, std::string& offset) {
-      return self->delegate(self->state.pick(), atm, std::move(tenant),
-                            std::move(ref), std::move(handle),
-                            std::move(offset));
+      auto worker = self->state.pick(tenant, ref);
+      return self->delegate(worker, atm, std::move(tenant), std::move(ref),
+                            std::move(handle), std::move(offset));
     },
     [self](clear_atom atm, std::string& tenant, std::string& ref) {
-      return self->delegate(self->state.pick(), atm, std::move(tenant),
-                            std::move(ref));
+      auto worker = self->state.pick(tenant, ref);
+      return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](refs_atom atm, std::string& tenant) {
       return self->delegate(self->state.pick(), atm, std::move(tenant));
     },
     [self](epoch_atom atm, std::string& tenant, std::string& ref) {
-      return self->delegate(self->state.pick(), atm, std::move(tenant),
-                            std::move(ref));
+      auto worker = self->state.pick(tenant, ref);
+      return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](caf::ping_atom atm) {
       return self->delegate(self->state.pick(), atm);

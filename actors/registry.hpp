@@ -24,10 +24,18 @@ struct registry_state {
   size_t next = 0;
   registry_worker_factory make_worker;
 
-  /// The worker for the next request.
+  /// The worker for a request about many bridges: the next in turn.
   const registry_actor& pick() {
     next = (next + 1) % workers.size();
     return workers[next];
+  }
+
+  /// The worker for a request about one bridge: always the same one, so
+  /// that one bridge's writes (cursor, clear) run in the order sent.
+  const registry_actor& pick(const std::string& tenant,
+                             const std::string& ref) {
+    std::hash<std::string> hash;
+    return workers[(hash(tenant) * 31 + hash(ref)) % workers.size()];
   }
 
   static inline const char* name = "registry";

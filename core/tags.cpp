@@ -125,7 +125,15 @@ caf::expected<tag_set> tags_from_json(const nlohmann::json& value) {
                         "tag " + js_string(key)
                           + " must have a string value, got "
                           + tag_value.type_name());
-    result.pairs.emplace_back(key, tag_value.get<std::string>());
+    auto text = tag_value.get<std::string>();
+    // Postgres text and jsonb cannot hold U+0000: refuse it here, as bad
+    // input, rather than fail later in the database.
+    if (key.find('\0') != std::string::npos
+        || text.find('\0') != std::string::npos)
+      return make_error(ec::invalid_tags,
+                        "tag " + js_string(key)
+                          + " contains the character U+0000");
+    result.pairs.emplace_back(key, std::move(text));
   }
   // Keys of a JSON object are unique, so the order is total.
   std::sort(result.pairs.begin(), result.pairs.end(),
@@ -198,6 +206,17 @@ bool is_source_ref(std::string_view ref) {
          && std::all_of(ref.begin(), ref.end(), [](char c) {
               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
             });
+}
+
+bool is_valid_utf8(std::string_view text) {
+  for (size_t pos = 0; pos < text.size();) {
+    auto start = pos;
+    auto cp = next_code_point(text, pos);
+    // A decoded U+FFFD is an error unless the bytes really spelled it.
+    if (cp == replacement_char && pos - start != 3)
+      return false;
+  }
+  return true;
 }
 
 std::u16string to_utf16(std::string_view utf8) {

@@ -54,6 +54,10 @@ bool is_source_ref(std::string_view ref);
 
 // -- JavaScript string semantics, exposed for tests and other modules -------
 
+/// True if `text` is well-formed UTF-8 (no overlong forms, surrogates or
+/// values past U+10FFFF).
+bool is_valid_utf8(std::string_view text);
+
 /// Converts valid UTF-8 to UTF-16 code units.
 std::u16string to_utf16(std::string_view utf8);
 

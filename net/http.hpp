@@ -61,6 +61,10 @@ struct http_response {
   }
 };
 
+/// The JSON body of every error answer:
+/// `{"error":{"code":"<code>","message":"<message>"}}`.
+std::string json_error_body(std::string_view code, std::string_view message);
+
 /// Delivers the response to a request. Callable from any thread, once; the
 /// server posts it to the connection's executor.
 using http_responder = std::function<void(http_response)>;

@@ -27,6 +27,11 @@ using tcp = asio::ip::tcp;
 
 http_stream::~http_stream() = default;
 
+std::string json_error_body(std::string_view code, std::string_view message) {
+  return "{\"error\":{\"code\":" + js_string(code) + ",\"message\":"
+         + js_string(message) + "}}";
+}
+
 io_runtime::timer::~timer() = default;
 
 const std::string* http_request::header(std::string_view name) const {
@@ -164,8 +169,7 @@ http_response error_response(unsigned status, std::string_view code,
   http_response res;
   res.status = status;
   res.set("Content-Type", "application/json");
-  res.body = "{\"error\":{\"code\":" + js_string(code)
-             + ",\"message\":" + js_string(message) + "}}";
+  res.body = json_error_body(code, message);
   return res;
 }
 

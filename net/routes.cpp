@@ -22,9 +22,7 @@ http_response json_response(unsigned status, std::string body) {
 
 http_response json_error(unsigned status, std::string_view code,
                          std::string_view message) {
-  return json_response(status, "{\"error\":{\"code\":" + js_string(code)
-                                 + ",\"message\":" + js_string(message)
-                                 + "}}");
+  return json_response(status, json_error_body(code, message));
 }
 
 http_response health_response() {

@@ -36,8 +36,7 @@ http_response error(unsigned status, std::string_view code,
                     std::string_view message) {
   auto res = make_response(status);
   res.set("Content-Type", "application/json");
-  res.body = "{\"error\":{\"code\":" + js_string(code) + ",\"message\":"
-             + js_string(message) + "}}";
+  res.body = json_error_body(code, message);
   return res;
 }
 

@@ -44,17 +44,23 @@ caf::expected<std::string> prepare_conninfo(const std::string& url,
   std::string result;
   bool has_timeout = false;
   bool has_application = false;
+  bool has_keepalives = false;
   for (auto* opt = parsed; opt->keyword != nullptr; ++opt) {
     if (opt->val == nullptr)
       continue;
     std::string keyword = opt->keyword;
     has_timeout |= keyword == "connect_timeout";
     has_application |= keyword == "application_name";
+    has_keepalives |= keyword.compare(0, 10, "keepalives") == 0;
     result += keyword + "=" + quote_conninfo(opt->val) + " ";
   }
   PQconninfoFree(parsed);
   if (!has_timeout)
     result += "connect_timeout=5 ";
+  // Notice a peer that vanished without closing the connection.
+  if (!has_keepalives)
+    result += "keepalives=1 keepalives_idle=10 keepalives_interval=5 "
+              "keepalives_count=3 ";
   if (!has_application)
     result += "application_name=" + quote_conninfo(application.c_str()) + " ";
   result.pop_back();

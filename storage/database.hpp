@@ -65,6 +65,14 @@ public:
         }
         return make_error(ec::database_error, describe_sql_error(e));
       } catch (const std::exception& e) {
+        // pqxx::in_doubt_error and friends derive from neither of the above;
+        // a connection that died underneath them is a lost connection.
+        if (conn_ != nullptr && !conn_->is_open()) {
+          lost(e.what());
+          return make_error(ec::database_unavailable,
+                            "lost the Postgres connection: "
+                              + std::string{e.what()});
+        }
         return make_error(ec::database_error, e.what());
       }
     }

@@ -91,6 +91,15 @@ const std::vector<migration>& migrations() {
        tx.exec0("CREATE INDEX IF NOT EXISTS entity_bridges_activity ON "
                 "entity_bridges (tenant_id, last_observer_activity_at)");
      }},
+    {{3, "producer epochs from one sequence"},
+     [](pqxx::work& tx) {
+       // Epochs must never repeat for a stream, even when its registry row
+       // is deleted (idle GC) and created again.
+       tx.exec0("CREATE SEQUENCE IF NOT EXISTS ebridge_producer_epoch");
+       tx.exec("SELECT setval('ebridge_producer_epoch', "
+                "greatest(1, (SELECT coalesce(max(producer_epoch), 0) + 1 "
+                "FROM entity_bridges)), false)");
+     }},
   };
   return list;
 }

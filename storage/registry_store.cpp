@@ -13,19 +13,28 @@ registry_backend::~registry_backend() = default;
 
 namespace {
 
+// Nullable timestamps are coalesced: a table written by the original server
+// may hold NULLs there.
 constexpr const char* bridge_columns = R"sql(
   tenant_id, source_ref, tags::text, stream_url,
   coalesce(shape_handle, ''), coalesce(shape_offset, ''),
-  (extract(epoch FROM last_observer_activity_at) * 1000)::bigint,
-  (extract(epoch FROM created_at) * 1000)::bigint,
-  (extract(epoch FROM updated_at) * 1000)::bigint,
+  coalesce((extract(epoch FROM last_observer_activity_at) * 1000)::bigint, 0),
+  coalesce((extract(epoch FROM created_at) * 1000)::bigint, 0),
+  coalesce((extract(epoch FROM updated_at) * 1000)::bigint, 0),
   producer_epoch)sql";
+
+/// Tags as stored are jsonb text (Postgres' key order and spacing); rows
+/// carry them normalized, as the ref was computed.
+std::string normalized_tags(const std::string& jsonb_text) {
+  auto tags = parse_tags(jsonb_text);
+  return tags ? to_json(*tags) : jsonb_text;
+}
 
 bridge_row to_bridge_row(const pqxx::row& r) {
   bridge_row x;
   x.tenant_id = r[0].as<std::string>();
   x.source_ref = r[1].as<std::string>();
-  x.tags = r[2].as<std::string>();
+  x.tags = normalized_tags(r[2].as<std::string>());
   x.stream_url = r[3].as<std::string>();
   x.cursor_handle = r[4].as<std::string>();
   x.cursor_offset = r[5].as<std::string>();
@@ -57,6 +66,9 @@ caf::error check_text(const char* what, const std::string& value,
   if (value.find('\0') != std::string::npos)
     return make_error(ec::invalid_input,
                       std::string{what} + " contains a NUL character");
+  if (!is_valid_utf8(value))
+    return make_error(ec::invalid_input,
+                      std::string{what} + " is not valid UTF-8");
   return caf::none;
 }
 
@@ -69,8 +81,8 @@ caf::error check_ref(const std::string& ref) {
   });
   if (!ok)
     return make_error(ec::invalid_input,
-                      "source ref \"" + ref + "\" has characters other than "
-                      "a-z, 0-9 and -");
+                      "source ref " + js_string(ref)
+                        + " has characters other than a-z, 0-9 and -");
   return caf::none;
 }
 
@@ -107,7 +119,7 @@ registry_store::upsert_bridge(const std::string& tenant, const std::string& ref,
   if (auto tags = parse_tags(tags_json); !tags)
     return make_error(ec::invalid_input, error_message(tags.error()));
   using outcome = std::pair<bridge_row, bool>;
-  auto result = impl_->db.run([&](pqxx::connection& conn) {
+  auto attempt = [&](pqxx::connection& conn) {
     pqxx::work tx{conn};
     // Insert if absent; a concurrent insert of the same ref waits for the
     // other to commit, then finds the row below. No conflict target: with
@@ -129,7 +141,12 @@ registry_store::upsert_bridge(const std::string& tenant, const std::string& ref,
       return std::optional<outcome>{};
     return std::optional<outcome>{
       outcome{to_bridge_row(inserted[0]), inserted[0][10].as<bool>()}};
-  });
+  };
+  // The row can vanish between the INSERT and the SELECT (a concurrent
+  // delete): try again before blaming the stream url.
+  auto result = impl_->db.run(attempt);
+  for (int retry = 0; retry < 3 && result && !*result; ++retry)
+    result = impl_->db.run(attempt);
   if (!result)
     return result.error();
   if (!*result)
@@ -280,8 +297,11 @@ registry_store::next_producer_epoch(const std::string& tenant,
     return err;
   auto epoch = impl_->db.run([&](pqxx::connection& conn) {
     pqxx::work tx{conn};
-    auto r = tx.exec_params("UPDATE entity_bridges "
-                            "SET producer_epoch = producer_epoch + 1, "
+    // From one sequence, so an epoch is never reused even after the row
+    // was deleted and registered again.
+    auto r = tx.exec_params("UPDATE entity_bridges SET producer_epoch = "
+                            "greatest(producer_epoch + 1, "
+                            "nextval('ebridge_producer_epoch')), "
                             "updated_at = now() "
                             "WHERE tenant_id = $1 AND source_ref = $2 "
                             "RETURNING producer_epoch",

@@ -151,30 +151,43 @@ CAF_TEST_FIXTURE_SCOPE(registry_actor_tests, fixture)
 
 CAF_TEST(registry answers upsert with the worker row) {
   CAF_REQUIRE_EQUAL(workers.size(), 2u);
-  inject((upsert_atom, std::string, std::string, std::string, std::string),
-         from(self).to(registry_handle).with(upsert_atom::value, "t1",
-                                             "52df825db9cb78ff", "{}",
-                                             "/_entities/52df825db9cb78ff"));
-  // Delegation keeps the requester: the worker answers it directly.
-  expect((upsert_atom, std::string, std::string, std::string, std::string),
-         from(self).to(workers[1]).with(_, "t1", _, _, _));
-  expect((bridge_row), from(workers[1]).to(self).with(_));
+  auto response = self->request(registry_handle, caf::infinite,
+                                upsert_atom::value, "t1", "52df825db9cb78ff",
+                                "{}", "/_entities/52df825db9cb78ff");
+  sched.run();
+  bridge_row row;
+  response.receive([&](bridge_row& x) { row = std::move(x); },
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK_EQUAL(row.tenant_id, "t1");
+  CAF_CHECK_EQUAL(row.source_ref, "52df825db9cb78ff");
+  CAF_CHECK_EQUAL(row.stream_url, "/_entities/52df825db9cb78ff");
   CAF_CHECK_EQUAL(calls("upsert"), 1);
 }
 
-CAF_TEST(registry spreads requests over its workers in turn) {
+CAF_TEST(requests about one bridge always go to the same worker) {
   for (int i = 0; i < 4; ++i) {
     self->send(registry_handle, touch_atom::value, "t1", "00000000000000aa");
     sched.run();
   }
-  CAF_CHECK_EQUAL(backends[0]->calls["touch"], 2);
-  CAF_CHECK_EQUAL(backends[1]->calls["touch"], 2);
+  auto a = backends[0]->calls["touch"];
+  auto b = backends[1]->calls["touch"];
+  CAF_CHECK_EQUAL(a + b, 4);
+  CAF_CHECK(a == 0 || b == 0);
+}
+
+CAF_TEST(requests about many bridges take turns over the workers) {
+  for (int i = 0; i < 4; ++i) {
+    self->send(registry_handle, list_atom::value, "t1");
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(backends[0]->calls["list"], 2);
+  CAF_CHECK_EQUAL(backends[1]->calls["list"], 2);
 }
 
 CAF_TEST(registry passes a worker error to the requester) {
-  // The next request goes to the second worker; the one after to the first.
-  backends[1]->failures.push_back(
-    make_error(ec::database_unavailable, "connection refused"));
+  for (auto& b : backends)
+    b->failures.push_back(
+      make_error(ec::database_unavailable, "connection refused"));
   auto response = self->request(registry_handle, caf::infinite, epoch_atom::value,
                                 "t1", "00000000000000aa");
   sched.run();
@@ -187,7 +200,8 @@ CAF_TEST(registry passes a worker error to the requester) {
                      CAF_CHECK_EQUAL(error_message(err), "connection refused");
                    });
   CAF_CHECK(got_error);
-  // The next request succeeds: the error left the registry intact.
+  // The same bridge's next request reaches the same worker, which now
+  // succeeds: the error left the registry intact.
   auto again = self->request(registry_handle, caf::infinite, epoch_atom::value,
                              "t1", "00000000000000aa");
   sched.run();
@@ -274,6 +288,32 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
   CAF_CHECK_EQUAL(seen->reason, "postgres: request_timeout");
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(silent, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(gateway answers many readiness probes with one database check) {
+  auto gw = sys.spawn(gateway, registry_handle, std::chrono::milliseconds{100});
+  int answered = 0;
+  for (int i = 0; i < 5; ++i)
+    caf::anon_send(gw, ready_atom::value,
+                   readiness_callback{[&](readiness r) {
+                     CAF_CHECK(r.ready);
+                     ++answered;
+                   }});
+  sched.run();
+  CAF_CHECK_EQUAL(answered, 5);
+  CAF_CHECK_EQUAL(calls("ping"), 1);
+  // Within a second the answer is reused; after it, checked again.
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness) { ++answered; }});
+  sched.run();
+  CAF_CHECK_EQUAL(calls("ping"), 1);
+  sched.advance_time(std::chrono::seconds{2});
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness) { ++answered; }});
+  sched.run();
+  CAF_CHECK_EQUAL(calls("ping"), 2);
+  CAF_CHECK_EQUAL(answered, 7);
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -36,7 +36,8 @@ unset EBRIDGE_POSTGRES_URL EBRIDGE_HTTP_LISTEN EBRIDGE_DATA_DIR EBRIDGE_CONFIG
 
 expect "help lists options" 0 'EBRIDGE_POSTGRES_URL' "$ebridge" --help
 for opt in postgres.url http.listen data-dir log.level scheduler.max-threads \
-  registry.pool-size registry.timeout config; do
+  registry.pool-size registry.timeout http.long-poll-timeout http.max-body \
+  config; do
   expect "help lists --$opt" 0 "--$opt=" "$ebridge" --help
 done
 expect "version" 0 '^ebridge [0-9]+\.[0-9]+\.[0-9]+$' "$ebridge" --version
@@ -69,6 +70,7 @@ expect "unwritable data dir" 2 'data-dir' \
 
 # serve: port 0 picks a free port; the log line says which.
 "$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=127.0.0.1:0 \
+  --http.max-body=1048576 \
   --data-dir="$work/data" serve >"$work/log" 2>&1 &
 server_pid=$!
 port=""
