@@ -198,6 +198,10 @@ void streams_api::handle(http_request req, http_responder respond,
     respond(preflight());
     return;
   }
+  if (auto why = store_.corruption(name); why && method != "DELETE") {
+    respond(error(500, "STREAM_CORRUPT", *why));
+    return;
+  }
   if (method == "GET") {
     get(req, name, respond);
     return;

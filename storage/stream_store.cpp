@@ -241,6 +241,9 @@ struct stream_store::impl {
   mutable std::mutex map_mtx;
   std::unordered_map<std::string, entry_ptr> streams;
   std::vector<std::pair<std::string, std::string>> refused;
+  /// Streams whose logs are corrupt, by name: (file, why). Served as errors
+  /// until an operator deletes them.
+  std::map<std::string, std::pair<std::string, std::string>> corrupt;
 
   std::mutex queue_mtx;
   std::condition_variable queue_cv;
@@ -359,7 +362,7 @@ struct stream_store::impl {
       size_t j = i + 1;
       for (; j < batch.size(); ++j) {
         auto& next = batch[j];
-        if (next.entry->file != file
+        if (!next.entry || next.entry->file != file
             || next.file_pos != pos + buffer.size())
           break;
         directory |= next.touches_directory;
@@ -393,10 +396,16 @@ struct stream_store::impl {
                    {{"error", std::strerror(errno)}});
     }
     for (auto& op : batch)
-      publish(op, failed.count(op.entry->file.get()) > 0);
+      publish(op, op.entry && failed.count(op.entry->file.get()) > 0);
   }
 
   void publish(pending_op& op, bool failed) {
+    if (!op.entry) {
+      // A directory change alone (a discarded corrupt log).
+      if (op.done)
+        op.done(std::move(op.result));
+      return;
+    }
     std::vector<std::function<void()>> wake;
     {
       auto& e = *op.entry;
@@ -625,8 +634,14 @@ struct stream_store::impl {
         ::munmap(const_cast<char*>(data), size);
     };
     if (!scan.corruption.empty()) {
+      // Name the stream if its header survived, so that it is refused by
+      // name rather than read as missing.
+      std::string name = path;
+      if (!scan.records.empty() && scan.records[0].kind == record_kind::header)
+        if (auto header = decode_header(scan.records[0].payload))
+          name = header->name;
       unmap();
-      refuse(path, path, scan.corruption);
+      refuse(name, path, scan.corruption);
       return;
     }
     if (scan.records.empty() || scan.records[0].kind != record_kind::header) {
@@ -708,6 +723,8 @@ struct stream_store::impl {
     log::error("store", "refusing a corrupt stream log",
                {{"stream", name}, {"file", path}, {"error", why}});
     refused.emplace_back(name, path + ": " + why);
+    if (name != path)
+      corrupt[name] = {path, why};
   }
 };
 
@@ -851,7 +868,33 @@ void stream_store::append(const std::string& name, append_request req,
   impl_->submit_append(e, req, done);
 }
 
+std::optional<std::string> stream_store::corruption(const std::string& name) {
+  std::lock_guard<std::mutex> guard{impl_->map_mtx};
+  auto i = impl_->corrupt.find(name);
+  if (i == impl_->corrupt.end())
+    return std::nullopt;
+  return "the stream's log " + i->second.first + " is corrupt ("
+         + i->second.second + "); delete the stream to discard it";
+}
+
 void stream_store::remove(const std::string& name, write_callback done) {
+  {
+    // Deleting a corrupt stream discards its log: the operator's way out.
+    std::unique_lock<std::mutex> guard{impl_->map_mtx};
+    auto i = impl_->corrupt.find(name);
+    if (i != impl_->corrupt.end()) {
+      ::unlink(i->second.first.c_str());
+      impl_->corrupt.erase(i);
+      guard.unlock();
+      log::warn("store", "discarded a corrupt stream log", {{"stream", name}});
+      pending_op op;
+      op.touches_directory = true;
+      op.result.status = store_status::ok;
+      op.done = std::move(done);
+      impl_->enqueue(std::move(op));
+      return;
+    }
+  }
   auto e = impl_->find(name);
   if (!e) {
     done(status_only(store_status::not_found));

@@ -156,6 +156,10 @@ public:
 
   void cancel_wait(const std::string& name, uint64_t token);
 
+  /// Why a stream is refused (its log is corrupt), or nullopt. A refused
+  /// stream answers nothing until it is deleted, which discards the log.
+  std::optional<std::string> corruption(const std::string& name);
+
   /// Streams refused at start-up because their logs are corrupt, with why.
   std::vector<std::pair<std::string, std::string>> refused() const;
 

@@ -191,7 +191,18 @@ CAF_TEST(a corrupt log is refused and reported instead of served short) {
   CAF_CHECK_NOT_EQUAL(refused[0].second.find("damaged record"),
                       std::string::npos);
   CAF_CHECK(store->read("/c", 0).status != store_status::ok);
+  auto why = store->corruption("/c");
+  CAF_REQUIRE(why);
+  CAF_CHECK_NOT_EQUAL(why->find("corrupt"), std::string::npos);
+  CAF_CHECK(!store->corruption("/ok"));
   CAF_CHECK_EQUAL(read_all("/ok"), (std::vector<std::string>{"1"}));
+  // Deleting the stream discards the corrupt log; the name is free again.
+  std::promise<write_result> p;
+  store->remove("/c", [&](write_result r) { p.set_value(r); });
+  CAF_CHECK(p.get_future().get().status == store_status::ok);
+  CAF_CHECK(!store->corruption("/c"));
+  CAF_CHECK_EQUAL(log_files().size(), 1u);
+  CAF_CHECK(create("/c").status == store_status::ok);
 }
 
 CAF_TEST(producer rules hold across epochs) {
