@@ -9,6 +9,8 @@
 #include <caf/typed_actor.hpp>
 
 #include "actors/type_ids.hpp"
+#include "core/member.hpp"
+#include "storage/stream_store.hpp"
 
 namespace ebridge {
 
@@ -43,6 +45,68 @@ using registry_actor = caf::typed_actor<
   // Checks that the database answers.
   caf::replies_to<caf::ping_atom>::with<caf::ok_atom>>;
 
+/// A position in a change source. `handle` names the source's identity (a
+/// new handle means positions of the old one are meaningless); `offset` is
+/// fixed-width, so byte order is position order. Empty handle: no position.
+struct source_cursor {
+  std::string handle;
+  std::string offset;
+
+  bool empty() const noexcept {
+    return handle.empty();
+  }
+
+  friend bool operator==(const source_cursor& x, const source_cursor& y) {
+    return x.handle == y.handle && x.offset == y.offset;
+  }
+};
+
+/// One transaction's changes that concern one bridge, from subscription
+/// `subscription` of that bridge.
+struct change_batch {
+  uint64_t subscription = 0;
+  source_cursor at;
+  std::vector<entity_change> changes;
+};
+
+/// The end of a snapshot (or a caught-up live feed) at `at`.
+struct up_to_date_msg {
+  uint64_t subscription = 0;
+  source_cursor at;
+};
+
+/// What a sink knows about a stream when a bridge starts.
+struct sink_stream_state {
+  /// The last Stream-Seq the stream accepted (empty if none).
+  std::string stream_seq;
+  /// The stream's messages, in order (the bridge folds them).
+  std::vector<std::string> messages;
+};
+
+/// One append of a bridge: its producer stamp, its Stream-Seq (the source
+/// position it brings the stream to) and its events.
+struct sink_append {
+  std::string stream;
+  producer_stamp producer;
+  std::string stream_seq;
+  std::vector<std::string> events;
+};
+
+/// A register's answer.
+struct registration {
+  std::string source_ref;
+  std::string stream_url;
+};
+
+/// What a bridge reports about itself.
+struct bridge_status {
+  std::string phase;
+  size_t members = 0;
+  int64_t epoch = 0;
+  source_cursor cursor;
+  size_t in_flight = 0;
+};
+
 /// What the node reports about its readiness to serve.
 struct readiness {
   bool ready = false;
@@ -59,8 +123,75 @@ struct readiness_callback {
 } // namespace ebridge
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::readiness_callback)
+// Local for now: these get wire formats when bridges spread over a cluster.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::source_cursor)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::change_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::up_to_date_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::sink_stream_state)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::sink_append)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::registration)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::bridge_status)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::write_result)
 
 namespace ebridge {
+
+/// A BRIDGE actor: keeps one view (tenant, tags) and its stream. It folds
+/// its stream into members at start, follows the source from its cursor (or
+/// resyncs from a snapshot), appends each batch's events with its producer
+/// stamp, and persists its cursor only after the sink made them durable.
+using bridge_actor = caf::typed_actor<
+  // Changes of one transaction, from the source.
+  caf::reacts_to<change_batch>,
+  // The snapshot ended (or the feed caught up) at a position.
+  caf::reacts_to<up_to_date_atom, up_to_date_msg>,
+  // The source's handle changed: positions are void, resync.
+  caf::reacts_to<refetch_atom, uint64_t>,
+  // The source failed this subscription: resync after a backoff.
+  caf::reacts_to<source_error_atom, uint64_t, std::string>,
+  // Internal: a scheduled retry of a resync.
+  caf::reacts_to<retry_atom, uint64_t>,
+  // Answers once the first bootstrap is durable (at once when resumed).
+  caf::replies_to<ready_atom>::with<caf::ok_atom>,
+  caf::replies_to<status_atom>::with<bridge_status>>;
+
+/// The SOURCE actor: the change feed. A bridge subscribes with its filter
+/// and cursor (empty: snapshot first); the source then sends it batches,
+/// up-to-date, refetch or errors tagged with the subscription id, and
+/// confirms upstream only what every bridge acknowledged.
+using source_actor = caf::typed_actor<
+  // (bridge, subscription id, tenant, tags JSON, cursor)
+  caf::reacts_to<caf::subscribe_atom, bridge_actor, uint64_t, std::string,
+                 std::string, source_cursor>,
+  caf::reacts_to<caf::unsubscribe_atom, bridge_actor>,
+  // The bridge made everything up to this position durable.
+  caf::reacts_to<ack_atom, bridge_actor, uint64_t, source_cursor>>;
+
+/// The SINK actor: appends to and reads bridge streams (the embedded store
+/// or, later, an external Durable Streams server).
+using sink_actor = caf::typed_actor<
+  // Creates the stream if missing (JSON) and returns its state, once
+  // everything written to it before is durable.
+  caf::replies_to<ensure_atom, std::string>::with<sink_stream_state>,
+  // Appends; answers the stream's next offset once durable.
+  caf::replies_to<append_atom, sink_append>::with<uint64_t>,
+  // Internal: the store finished operation `id` (from its writer thread).
+  caf::reacts_to<ack_atom, uint64_t, write_result>>;
+
+/// The MANAGER actor: one per node. Registers views, runs one bridge per
+/// (tenant, ref), counts readers, collects idle bridges, restarts bridges
+/// that die.
+using manager_actor = caf::typed_actor<
+  // (tenant, tags JSON) → {sourceRef, streamUrl} once the bridge is ready.
+  caf::replies_to<register_atom, std::string,
+                  std::string>::with<registration>,
+  caf::reacts_to<touch_atom, std::string, std::string>,
+  caf::reacts_to<reader_open_atom, std::string, std::string>,
+  caf::reacts_to<reader_close_atom, std::string, std::string>,
+  // Internal: the GC timer.
+  caf::reacts_to<sweep_atom>,
+  // Internal: restart a bridge after its backoff.
+  caf::reacts_to<retry_atom, std::string, std::string>,
+  caf::replies_to<status_atom>::with<std::vector<std::string>>>;
 
 /// The GATEWAY actor: the entry from the HTTP layer into the actor world.
 /// HTTP sessions `anon_send` it requests carrying a completion; it asks the

@@ -903,6 +903,25 @@ void stream_store::remove(const std::string& name, write_callback done) {
   impl_->drop(name, e, std::move(done));
 }
 
+void stream_store::flush(const std::string& name, write_callback done) {
+  auto e = impl_->find(name);
+  if (!e) {
+    done(status_only(store_status::not_found));
+    return;
+  }
+  pending_op op;
+  {
+    std::lock_guard<std::mutex> guard{e->mtx};
+    op.tail_after = e->tail;
+    op.result = make_result(e->broken ? store_status::unavailable
+                                      : store_status::ok,
+                            *e);
+  }
+  op.entry = e;
+  op.done = std::move(done);
+  impl_->enqueue(std::move(op));
+}
+
 std::optional<stream_info> stream_store::head(const std::string& name) {
   auto e = impl_->find(name);
   if (!e)
@@ -916,6 +935,7 @@ std::optional<stream_info> stream_store::head(const std::string& name) {
   info.created_ms = e->header.created_ms;
   info.closed = e->durable_closed;
   info.next_offset = e->durable_tail;
+  info.stream_seq = e->stream_seq;
   return info;
 }
 

@@ -73,6 +73,9 @@ struct stream_info {
   bool closed = false;
   /// The durable tail.
   uint64_t next_offset = 0;
+  /// The last Stream-Seq accepted (empty if none): writers that record their
+  /// own position there learn on restart how far they got.
+  std::string stream_seq;
 };
 
 struct create_request {
@@ -139,6 +142,10 @@ public:
               write_callback done);
 
   void remove(const std::string& name, write_callback done);
+
+  /// Calls `done` once everything submitted to the stream so far is
+  /// durable (a barrier); `not_found` if there is no such stream.
+  void flush(const std::string& name, write_callback done);
 
   /// The stream's configuration and durable tail; nullopt if it does not
   /// exist (or expired). Does not extend a TTL.

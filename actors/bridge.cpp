@@ -1,0 +1,410 @@
+#include "actors/bridge.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace ebridge {
+
+const char* to_string(bridge_phase phase) {
+  switch (phase) {
+    case bridge_phase::loading:
+      return "loading";
+    case bridge_phase::bootstrapping:
+      return "bootstrapping";
+    case bridge_phase::live:
+      return "live";
+    case bridge_phase::resyncing:
+      return "resyncing";
+    case bridge_phase::stopped:
+      return "stopped";
+  }
+  return "unknown";
+}
+
+std::string make_stream_seq(int64_t epoch, const std::string& offset,
+                            uint64_t seq) {
+  char head[24];
+  char tail[24];
+  std::snprintf(head, sizeof(head), "%016lld.", static_cast<long long>(epoch));
+  std::snprintf(tail, sizeof(tail), ".%010llu",
+                static_cast<unsigned long long>(seq));
+  return head + offset + tail;
+}
+
+std::string offset_of_stream_seq(const std::string& stream_seq) {
+  if (stream_seq.size() < 28 || stream_seq[16] != '.'
+      || stream_seq[stream_seq.size() - 11] != '.')
+    return {};
+  return stream_seq.substr(17, stream_seq.size() - 28);
+}
+
+namespace {
+
+using self_ptr = bridge_actor::stateful_pointer<bridge_state>;
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+void fail(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  log::error("bridge", "failed",
+             {{"ref", st.cfg.source_ref},
+              {"phase", to_string(st.phase)},
+              {"error", describe(err)}});
+  st.phase = bridge_phase::stopped;
+  self->quit(err);
+}
+
+auto failer(self_ptr self) {
+  return [self](caf::error& err) { fail(self, err); };
+}
+
+bool resyncing(const bridge_state& st) {
+  return st.phase == bridge_phase::bootstrapping
+         || st.phase == bridge_phase::resyncing;
+}
+
+void advance(self_ptr self);
+
+/// Persists a cursor, one write at a time; a newer one waits its turn and
+/// replaces any older one still waiting. The source hears of a position
+/// only once it is persisted.
+void persist(self_ptr self, source_cursor at) {
+  auto& st = self->state;
+  if (st.persisting) {
+    st.to_persist = std::move(at);
+    return;
+  }
+  st.persisting = true;
+  auto& cfg = st.cfg;
+  self
+    ->request(cfg.registry, cfg.request_timeout, cursor_atom::value,
+              cfg.tenant, cfg.source_ref, at.handle, at.offset)
+    .then(
+      [self, at](bool) {
+        auto& st = self->state;
+        st.persisting = false;
+        st.cursor = at;
+        self->send(st.cfg.source, ack_atom::value,
+                   caf::actor_cast<bridge_actor>(self), st.subscription, at);
+        if (st.to_persist) {
+          auto next = std::move(*st.to_persist);
+          st.to_persist.reset();
+          persist(self, std::move(next));
+        }
+      },
+      failer(self));
+}
+
+/// Queues one batch's step: its events go to the sink now (pipelined); the
+/// step completes, in order, once they are durable.
+void push_step(self_ptr self, source_cursor at,
+               std::vector<member_event> events, bool completes_bootstrap) {
+  auto& st = self->state;
+  bridge_state::step s;
+  s.id = st.next_step++;
+  s.subscription = st.subscription;
+  s.at = at;
+  s.completes_bootstrap = completes_bootstrap;
+  if (events.empty()) {
+    s.durable = true;
+    st.steps.push_back(std::move(s));
+    advance(self);
+    return;
+  }
+  st.steps.push_back(s);
+  sink_append append;
+  append.stream = st.cfg.stream;
+  append.producer = producer_stamp{"entity-bridge-" + st.cfg.source_ref,
+                                   static_cast<uint64_t>(st.epoch),
+                                   st.next_seq++};
+  append.stream_seq = make_stream_seq(st.epoch, at.offset,
+                                      append.producer.seq);
+  auto ts = now_ms();
+  append.events.reserve(events.size());
+  for (auto& ev : events)
+    append.events.push_back(to_json(ev, ts));
+  auto id = s.id;
+  self->request(st.cfg.sink, st.cfg.request_timeout, append_atom::value,
+                std::move(append))
+    .then(
+      [self, id](uint64_t) {
+        for (auto& step : self->state.steps)
+          if (step.id == id)
+            step.durable = true;
+        advance(self);
+      },
+      failer(self));
+}
+
+/// Completes the durable steps at the front, in order.
+void advance(self_ptr self) {
+  auto& st = self->state;
+  while (!st.steps.empty() && st.steps.front().durable) {
+    auto s = std::move(st.steps.front());
+    st.steps.pop_front();
+    if (s.subscription != st.subscription)
+      continue;
+    if (s.completes_bootstrap) {
+      st.phase = bridge_phase::live;
+      st.bootstrapped = true;
+      st.failures = 0;
+      log::info("bridge", "bootstrapped",
+                {{"ref", st.cfg.source_ref},
+                 {"members", std::to_string(st.members.size())}});
+      persist(self, s.at);
+      for (auto& promise : st.ready_waiters)
+        promise.deliver(caf::ok_atom::value);
+      st.ready_waiters.clear();
+    } else if (st.phase == bridge_phase::live) {
+      persist(self, s.at);
+    }
+  }
+}
+
+void subscribe(self_ptr self, source_cursor from) {
+  auto& st = self->state;
+  self->send(st.cfg.source, caf::subscribe_atom::value,
+             caf::actor_cast<bridge_actor>(self), st.subscription,
+             st.cfg.tenant, st.cfg.tags, std::move(from));
+}
+
+/// Resync: forget the cursor (no cursor until the new bootstrap is
+/// durable), take a new epoch, and follow the source from a snapshot; what
+/// the snapshot does not bring is deleted at up-to-date.
+void resync(self_ptr self) {
+  auto& st = self->state;
+  st.phase = st.bootstrapped ? bridge_phase::resyncing
+                             : bridge_phase::bootstrapping;
+  self->send(st.cfg.source, caf::unsubscribe_atom::value,
+             caf::actor_cast<bridge_actor>(self));
+  ++st.subscription;
+  st.skip_until.clear();
+  st.stale.clear();
+  auto& cfg = st.cfg;
+  auto take_epoch = [self] {
+    auto& cfg = self->state.cfg;
+    self
+      ->request(cfg.registry, cfg.request_timeout, epoch_atom::value,
+                cfg.tenant, cfg.source_ref)
+      .then(
+        [self](int64_t epoch) {
+          auto& st = self->state;
+          st.epoch = epoch;
+          st.next_seq = 0;
+          for (auto& [key, row] : st.members.members())
+            st.stale.insert(key);
+          subscribe(self, source_cursor{});
+        },
+        failer(self));
+  };
+  if (st.cursor.empty()) {
+    take_epoch();
+    return;
+  }
+  self
+    ->request(cfg.registry, cfg.request_timeout, clear_atom::value, cfg.tenant,
+              cfg.source_ref)
+    .then(
+      [self, take_epoch](bool) {
+        self->state.cursor = source_cursor{};
+        take_epoch();
+      },
+      failer(self));
+}
+
+std::chrono::milliseconds backoff(bridge_state& st) {
+  auto& cfg = st.cfg;
+  auto shift = std::min(st.failures, 16);
+  auto delay = std::min(cfg.backoff_max, cfg.backoff_initial * (1 << shift));
+  // Jitter spreads bridges that failed together; seeded per ref so that
+  // tests stay deterministic.
+  auto seed = std::hash<std::string>{}(cfg.source_ref)
+              + static_cast<size_t>(st.failures);
+  auto jitter = static_cast<long>(seed % static_cast<size_t>(
+                                           delay.count() / 2 + 1));
+  return delay + std::chrono::milliseconds{jitter};
+}
+
+/// One resync at a time: a second request while one is scheduled is void.
+void schedule_resync(self_ptr self, std::chrono::milliseconds delay) {
+  auto& st = self->state;
+  if (st.resync_scheduled)
+    return;
+  st.resync_scheduled = true;
+  // Messages of the current subscription are void from now on.
+  ++st.subscription;
+  auto token = st.subscription;
+  if (delay.count() == 0)
+    self->send(self, retry_atom::value, token);
+  else
+    self->delayed_send(self, delay, retry_atom::value, token);
+}
+
+void start(self_ptr self) {
+  auto& cfg = self->state.cfg;
+  self->request(cfg.sink, cfg.request_timeout, ensure_atom::value, cfg.stream)
+    .then(
+      [self](sink_stream_state& stream) {
+        auto& st = self->state;
+        for (auto& text : stream.messages) {
+          auto ev = parse_member_event(text);
+          if (!ev) {
+            fail(self, make_error(ec::bad_row,
+                                  "stream " + st.cfg.stream
+                                    + " holds an event that is not a members "
+                                      "event: "
+                                    + error_message(ev.error())));
+            return;
+          }
+          st.members.fold(*ev);
+        }
+        auto last = offset_of_stream_seq(stream.stream_seq);
+        auto& cfg = st.cfg;
+        self
+          ->request(cfg.registry, cfg.request_timeout, caf::get_atom::value,
+                    cfg.tenant, cfg.source_ref)
+          .then(
+            [self, last](bridge_row& row) {
+              auto& st = self->state;
+              auto& cfg = st.cfg;
+              st.cursor = row.has_cursor()
+                            ? source_cursor{row.cursor_handle,
+                                            row.cursor_offset}
+                            : source_cursor{};
+              self
+                ->request(cfg.registry, cfg.request_timeout, epoch_atom::value,
+                          cfg.tenant, cfg.source_ref)
+                .then(
+                  [self, last](int64_t epoch) {
+                    auto& st = self->state;
+                    st.epoch = epoch;
+                    st.next_seq = 0;
+                    if (st.cursor.empty()) {
+                      resync(self);
+                      return;
+                    }
+                    // Resume: what the stream holds past the cursor was
+                    // appended before a crash that beat the cursor write.
+                    st.skip_until = std::max(st.cursor.offset, last);
+                    st.phase = bridge_phase::live;
+                    st.bootstrapped = true;
+                    log::info("bridge", "resumed",
+                              {{"ref", st.cfg.source_ref},
+                               {"members", std::to_string(st.members.size())},
+                               {"offset", st.cursor.offset}});
+                    subscribe(self, st.cursor);
+                  },
+                  failer(self));
+            },
+            failer(self));
+      },
+      failer(self));
+}
+
+} // namespace
+
+bridge_actor::behavior_type
+bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
+  self->state.cfg = std::move(cfg);
+  auto source = self->state.cfg.source;
+  auto me = caf::actor_cast<bridge_actor>(self);
+  // Whatever ends the bridge, the source stops sending to it.
+  self->attach_functor([source, me] {
+    caf::anon_send(source, caf::unsubscribe_atom::value, me);
+  });
+  start(self);
+  return {
+    [self](change_batch& batch) {
+      auto& st = self->state;
+      if (batch.subscription != st.subscription
+          || (st.phase != bridge_phase::live && !resyncing(st)))
+        return;
+      if (!st.skip_until.empty() && batch.at.offset <= st.skip_until) {
+        // Already in the stream: only tell the source it may move on.
+        self->send(st.cfg.source, ack_atom::value,
+                   caf::actor_cast<bridge_actor>(self), st.subscription,
+                   batch.at);
+        return;
+      }
+      std::vector<member_event> events;
+      for (auto& change : batch.changes) {
+        if (resyncing(st))
+          st.stale.erase(change.key);
+        if (auto ev = st.members.apply(change))
+          events.push_back(std::move(*ev));
+      }
+      push_step(self, std::move(batch.at), std::move(events), false);
+    },
+    [self](up_to_date_atom, up_to_date_msg& msg) {
+      auto& st = self->state;
+      if (msg.subscription != st.subscription || !resyncing(st))
+        return;
+      std::vector<member_event> deletes;
+      for (auto& key : st.stale)
+        if (auto ev = st.members.remove(key))
+          deletes.push_back(std::move(*ev));
+      st.stale.clear();
+      push_step(self, std::move(msg.at), std::move(deletes), true);
+    },
+    [self](refetch_atom, uint64_t subscription) {
+      auto& st = self->state;
+      if (subscription != st.subscription)
+        return;
+      log::warn("bridge", "must refetch", {{"ref", st.cfg.source_ref}});
+      if (resyncing(st)) {
+        // Refetch during a bootstrap: start over, with backoff.
+        ++st.failures;
+        schedule_resync(self, backoff(st));
+      } else {
+        schedule_resync(self, std::chrono::milliseconds{0});
+      }
+    },
+    [self](source_error_atom, uint64_t subscription, std::string& reason) {
+      auto& st = self->state;
+      if (subscription != st.subscription)
+        return;
+      ++st.failures;
+      auto delay = backoff(st);
+      log::warn("bridge", "source error",
+                {{"ref", st.cfg.source_ref},
+                 {"error", reason},
+                 {"retry_ms", std::to_string(delay.count())}});
+      schedule_resync(self, delay);
+    },
+    [self](retry_atom, uint64_t token) {
+      auto& st = self->state;
+      if (token != st.subscription)
+        return;
+      st.resync_scheduled = false;
+      resync(self);
+    },
+    [self](ready_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (st.bootstrapped)
+        return caf::ok_atom::value;
+      auto promise = self->make_response_promise<caf::ok_atom>();
+      st.ready_waiters.push_back(promise);
+      return promise;
+    },
+    [self](status_atom) {
+      auto& st = self->state;
+      return bridge_status{to_string(st.phase), st.members.size(), st.epoch,
+                           st.cursor, st.steps.size()};
+    },
+  };
+}
+
+} // namespace ebridge

@@ -1,0 +1,96 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <caf/response_promise.hpp>
+
+#include "actors/actors.hpp"
+#include "core/member.hpp"
+
+namespace ebridge {
+
+/// What a bridge needs to know to run.
+struct bridge_config {
+  std::string tenant;
+  std::string source_ref;
+  /// Normalized tags as JSON.
+  std::string tags;
+  /// The stream it writes (its path, `/_entities/<ref>`).
+  std::string stream;
+  source_actor source;
+  sink_actor sink;
+  registry_actor registry;
+  /// Resync backoff: first delay and cap (jitter is added).
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{30000};
+  /// Longest wait for the sink or the registry.
+  std::chrono::milliseconds request_timeout{30000};
+};
+
+enum class bridge_phase { loading, bootstrapping, live, resyncing, stopped };
+
+const char* to_string(bridge_phase phase);
+
+/// The Stream-Seq of an append: the producer epoch, the source offset it
+/// brings the stream to, and the producer seq (a snapshot's appends share
+/// one offset). Epochs grow at every start and resync, so the seq grows
+/// byte-wise even when a new source handle restarts its offsets.
+std::string make_stream_seq(int64_t epoch, const std::string& offset,
+                            uint64_t seq);
+
+/// The source offset inside a Stream-Seq (empty if it has none).
+std::string offset_of_stream_seq(const std::string& stream_seq);
+
+struct bridge_state {
+  bridge_config cfg;
+  bridge_phase phase = bridge_phase::loading;
+  membership members;
+  int64_t epoch = 0;
+  uint64_t next_seq = 0;
+  /// The id of the current subscription; messages of older ones are stale.
+  uint64_t subscription = 0;
+  /// The last cursor persisted in the registry.
+  source_cursor cursor;
+  /// Batches at or before this offset are already in the stream (replays
+  /// after a crash between the durable append and the cursor write).
+  std::string skip_until;
+  /// During a resync: members not (yet) seen in the snapshot.
+  std::set<std::string> stale;
+
+  /// One batch in order: an append waiting for its durable ack (or none),
+  /// and the cursor it brings the bridge to.
+  struct step {
+    uint64_t id = 0;
+    uint64_t subscription = 0;
+    bool durable = false;
+    source_cursor at;
+    /// The end of a bootstrap: the cursor may be persisted once durable.
+    bool completes_bootstrap = false;
+  };
+  std::deque<step> steps;
+  uint64_t next_step = 1;
+  /// The cursor being persisted, and the next one to persist after it.
+  bool persisting = false;
+  std::optional<source_cursor> to_persist;
+  bool bootstrapped = false;
+  int failures = 0;
+  std::vector<caf::response_promise> ready_waiters;
+  bool resync_scheduled = false;
+
+  static inline const char* name = "bridge";
+};
+
+/// A bridge: ARCHITECTURE.md's algorithm, steps 1–6. Faults it cannot mend
+/// in place (the sink or registry failing) end it with that error; the
+/// manager restarts it, and the restart recovers from the stream and the
+/// registry.
+bridge_actor::behavior_type
+bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg);
+
+} // namespace ebridge

@@ -1,0 +1,342 @@
+#define CAF_SUITE bridge
+#include <caf/test/dsl.hpp>
+
+#include "actors/bridge.hpp"
+#include "tests/actor/fakes.hpp"
+
+using namespace ebridge;
+using namespace ebridge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* ref = "52df825db9cb78ff";
+constexpr const char* stream = "/_entities/52df825db9cb78ff";
+
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+  }
+};
+
+struct fixture : test_coordinator_fixture<config> {
+  fixture() {
+    src = std::make_shared<source_record>();
+    snk = std::make_shared<sink_record>();
+    reg = std::make_shared<registry_record>();
+    bridge_row row;
+    row.tenant_id = "default";
+    row.source_ref = ref;
+    row.tags = R"({"team":"infra"})";
+    row.stream_url = stream;
+    reg->rows[{"default", ref}] = row;
+    source = sys.spawn(fake_source, src);
+    sink = sys.spawn(fake_sink, snk);
+    registry = sys.spawn(fake_registry, reg);
+  }
+
+  ~fixture() {
+    for (auto& b : bridges)
+      caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(source, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// Starts a bridge (as the manager would) and runs it until it waits.
+  bridge_actor start() {
+    bridge_config cfg;
+    cfg.tenant = "default";
+    cfg.source_ref = ref;
+    cfg.tags = R"({"team":"infra"})";
+    cfg.stream = stream;
+    cfg.source = source;
+    cfg.sink = sink;
+    cfg.registry = registry;
+    cfg.backoff_initial = 100ms;
+    cfg.backoff_max = 1600ms;
+    bridges.push_back(sys.spawn(bridge, cfg));
+    sched.run();
+    return bridges.back();
+  }
+
+  /// The bridge's latest subscription.
+  const source_record::subscription& sub() {
+    if (src->subscriptions.empty())
+      CAF_FAIL("the bridge did not subscribe");
+    return src->subscriptions.back();
+  }
+
+  void batch(const bridge_actor& b, const std::string& offset,
+             std::vector<entity_change> changes, std::string handle = "h1") {
+    caf::anon_send(b, change_batch{sub().id, source_cursor{handle, offset},
+                                   std::move(changes)});
+    sched.run();
+  }
+
+  void up_to_date(const bridge_actor& b, const std::string& offset,
+                  std::string handle = "h1") {
+    caf::anon_send(b, up_to_date_atom::value,
+                   up_to_date_msg{sub().id, source_cursor{handle, offset}});
+    sched.run();
+  }
+
+  std::vector<std::string>& messages() {
+    return snk->streams[stream].messages;
+  }
+
+  /// The operations of the stream's events, in order ("insert a", ...).
+  std::vector<std::string> ops() {
+    std::vector<std::string> result;
+    for (auto& text : messages()) {
+      auto ev = parse_member_event(text);
+      CAF_REQUIRE(ev);
+      result.push_back(std::string{to_string(ev->op)} + " " + ev->key);
+    }
+    return result;
+  }
+
+  std::string persisted_handle() {
+    return reg->rows[{"default", ref}].cursor_handle;
+  }
+
+  std::string persisted_offset() {
+    return reg->rows[{"default", ref}].cursor_offset;
+  }
+
+  std::map<std::string, std::string> members_by_status() {
+    std::map<std::string, std::string> result;
+    for (auto& [url, r] : fold(messages()))
+      result[url] = r.status;
+    return result;
+  }
+
+  std::shared_ptr<source_record> src;
+  std::shared_ptr<sink_record> snk;
+  std::shared_ptr<registry_record> reg;
+  source_actor source;
+  sink_actor sink;
+  registry_actor registry;
+  std::vector<bridge_actor> bridges;
+};
+
+using strings = std::vector<std::string>;
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(bridge_tests, fixture)
+
+// SEED scenario 1.
+CAF_TEST(bootstrap reconciles the stream with the snapshot) {
+  // The stream already holds a and b.
+  snk->streams[stream].messages = {
+    to_json(member_event{event_op::insert, "a", row("a", "idle"), {}}, 1),
+    to_json(member_event{event_op::insert, "b", row("b", "idle"), {}}, 1)};
+  auto b = start();
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 1u);
+  CAF_CHECK(sub().from.empty()); // no cursor: snapshot
+  // The snapshot brings a (changed) and c, then up-to-date.
+  batch(b, "0001", {upsert("a", "running"), upsert("c", "idle")});
+  CAF_CHECK_EQUAL(persisted_offset(), ""); // never mid-bootstrap
+  up_to_date(b, "0001");
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b", "update a",
+                                  "insert c", "delete b"}));
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+  // Live changes then apply.
+  batch(b, "0002", {upsert("c", "running")});
+  batch(b, "0003", {removal("a")});
+  CAF_CHECK_EQUAL(ops().back(), "delete a");
+  CAF_CHECK_EQUAL(persisted_offset(), "0003");
+  using status_map = std::map<std::string, std::string>;
+  CAF_CHECK_EQUAL(members_by_status(), (status_map{{"c", "running"}}));
+  // The source hears of each persisted position.
+  CAF_REQUIRE(!src->acks.empty());
+  CAF_CHECK_EQUAL(src->acks.back().offset, "0003");
+}
+
+// SEED scenario 2.
+CAF_TEST(a persisted cursor resumes live without a snapshot) {
+  reg->rows[{"default", ref}].cursor_handle = "h1";
+  reg->rows[{"default", ref}].cursor_offset = "0005";
+  auto b = start();
+  CAF_CHECK_EQUAL(sub().from.handle, "h1");
+  CAF_CHECK_EQUAL(sub().from.offset, "0005");
+  CAF_CHECK_EQUAL(reg->calls["cursor"], 0); // not rewritten at start
+  CAF_CHECK_EQUAL(reg->calls["clear"], 0);
+  batch(b, "0006", {upsert("x", "idle")});
+  CAF_CHECK_EQUAL(ops(), (strings{"insert x"}));
+  CAF_CHECK_EQUAL(persisted_offset(), "0006");
+}
+
+// SEED scenario 3.
+CAF_TEST(must refetch clears the cursor and resnapshots) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle"), upsert("b", "idle")});
+  up_to_date(b, "0001");
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+  caf::anon_send(b, refetch_atom::value, sub().id);
+  sched.run();
+  CAF_CHECK_EQUAL(persisted_offset(), "");
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
+  CAF_CHECK(sub().from.empty());
+  // The new handle's snapshot has only b (changed).
+  batch(b, "0001", {upsert("b", "running")}, "h2");
+  CAF_CHECK_EQUAL(persisted_offset(), "");
+  up_to_date(b, "0001", "h2");
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b", "update b",
+                                  "delete a"}));
+  CAF_CHECK_EQUAL(persisted_handle(), "h2");
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+}
+
+CAF_TEST(no op updates and deletes of non members emit nothing) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  batch(b, "0002", {upsert("a", "idle"), removal("zzz")});
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));
+  // The position still moves on.
+  CAF_CHECK_EQUAL(persisted_offset(), "0002");
+}
+
+CAF_TEST(register waits until the first bootstrap is durable) {
+  auto b = start();
+  auto response = self->request(b, caf::infinite, ready_atom::value);
+  sched.run();
+  bool ready = false;
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  response.receive([&](caf::ok_atom) { ready = true; },
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK(ready);
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));
+}
+
+CAF_TEST(a crash between the durable append and the cursor write duplicates nothing) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  // Two batches are appended (pipelined) and durable; the first cursor
+  // write fails, so the bridge dies with the registry still at 0001.
+  reg->fail["cursor"] = 1;
+  auto id = sub().id;
+  caf::anon_send(b, change_batch{id, {"h1", "0002"}, {upsert("a", "running")}});
+  caf::anon_send(b, change_batch{id, {"h1", "0003"}, {upsert("a", "paused")}});
+  sched.run();
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "update a", "update a"}));
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+  // A new bridge resumes from the old cursor; the source replays 0002 and
+  // 0003. Applied again, 0002 would move a back to running: it must not.
+  auto b2 = start();
+  CAF_CHECK_EQUAL(sub().from.offset, "0001");
+  batch(b2, "0002", {upsert("a", "running")});
+  batch(b2, "0003", {upsert("a", "paused")});
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "update a", "update a"}));
+  batch(b2, "0004", {removal("a")});
+  CAF_CHECK_EQUAL(ops().back(), "delete a");
+  CAF_CHECK_EQUAL(persisted_offset(), "0004");
+}
+
+CAF_TEST(a crash mid bootstrap leaves no cursor and the restart emits the stale deletes) {
+  snk->streams[stream].messages = {
+    to_json(member_event{event_op::insert, "old", row("old", "idle"), {}}, 1)};
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  // The bootstrap's last append fails: the bridge dies mid-bootstrap.
+  snk->fail_appends = 1;
+  up_to_date(b, "0001");
+  CAF_CHECK_EQUAL(persisted_offset(), "");
+  auto b2 = start();
+  CAF_CHECK(sub().from.empty()); // resyncs again
+  batch(b2, "0001", {upsert("a", "idle")});
+  up_to_date(b2, "0001");
+  using status_map = std::map<std::string, std::string>;
+  CAF_CHECK_EQUAL(members_by_status(), (status_map{{"a", "idle"}}));
+  CAF_CHECK_EQUAL(ops().back(), "delete old");
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+}
+
+CAF_TEST(a restart takes a new epoch so nothing is dropped as a duplicate) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  batch(b, "0002", {upsert("b", "idle")});
+  auto epoch1 = snk->streams[stream].producers.begin()->second.first;
+  caf::anon_send_exit(b, caf::exit_reason::kill);
+  sched.run();
+  auto b2 = start();
+  batch(b2, "0003", {upsert("c", "idle")});
+  auto epoch2 = snk->streams[stream].producers.begin()->second.first;
+  CAF_CHECK_GREATER(epoch2, epoch1);
+  CAF_CHECK_EQUAL(snk->duplicates, 0);
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b", "insert c"}));
+}
+
+CAF_TEST(a sink failure ends the bridge with the error) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  snk->fail_appends = 1;
+  batch(b, "0002", {upsert("b", "idle")});
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+  // It stopped: further batches go nowhere, and it unsubscribed.
+  CAF_CHECK_GREATER_OR_EQUAL(src->unsubscribes, 1);
+}
+
+CAF_TEST(must refetch during bootstrap starts over after a backoff) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  caf::anon_send(b, refetch_atom::value, sub().id);
+  sched.run();
+  CAF_CHECK_EQUAL(src->subscriptions.size(), 1u); // waits for the backoff
+  sched.trigger_timeout();
+  sched.run();
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
+  batch(b, "0001", {upsert("a", "idle")}, "h2");
+  up_to_date(b, "0001", "h2");
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));
+  CAF_CHECK_EQUAL(persisted_handle(), "h2");
+}
+
+CAF_TEST(a source error storm backs off exponentially up to the cap) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  std::vector<long> delays;
+  for (int i = 0; i < 6; ++i) {
+    auto before = src->subscriptions.size();
+    caf::anon_send(b, source_error_atom::value, sub().id,
+                   std::string{"connection lost"});
+    sched.run();
+    CAF_CHECK_EQUAL(src->subscriptions.size(), before); // not yet
+    // Step time until the resync subscribes again.
+    long waited = 0;
+    while (src->subscriptions.size() == before && waited < 10000) {
+      sched.advance_time(10ms);
+      sched.run();
+      waited += 10;
+    }
+    delays.push_back(waited);
+  }
+  // 100, 200, 400, 800, 1600, 1600 ms (plus up to half again of jitter).
+  for (size_t i = 1; i < delays.size(); ++i)
+    CAF_CHECK_GREATER_OR_EQUAL(delays[i] * 3, delays[i - 1] * 2);
+  CAF_CHECK_GREATER_OR_EQUAL(delays[4], 1600);
+  CAF_CHECK_LESS_OR_EQUAL(delays[5], 2410);
+}
+
+CAF_TEST(messages of an old subscription are ignored) {
+  auto b = start();
+  auto old_id = sub().id;
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  caf::anon_send(b, refetch_atom::value, old_id);
+  sched.run();
+  caf::anon_send(b, change_batch{old_id, source_cursor{"h1", "0002"},
+                                 {upsert("zombie", "idle")}});
+  sched.run();
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

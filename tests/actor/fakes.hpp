@@ -1,0 +1,274 @@
+#pragma once
+
+// Scripted fakes at the actor boundaries of a bridge: source, sink and
+// registry. Each keeps what it saw in a shared record the test inspects, and
+// can be told to fail on cue. They stand in for actors only; the real store
+// and Postgres are covered by the integration tests.
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/actors.hpp"
+#include "core/error.hpp"
+#include "core/member.hpp"
+
+namespace ebridge::test {
+
+/// What the fake source saw.
+struct source_record {
+  struct subscription {
+    bridge_actor bridge;
+    uint64_t id;
+    std::string tenant;
+    std::string tags;
+    source_cursor from;
+  };
+  std::vector<subscription> subscriptions;
+  std::vector<source_cursor> acks;
+  int unsubscribes = 0;
+};
+
+inline source_actor::behavior_type
+fake_source(std::shared_ptr<source_record> rec) {
+  return {
+    [rec](caf::subscribe_atom, bridge_actor& bridge, uint64_t id,
+          std::string& tenant, std::string& tags, source_cursor& from) {
+      rec->subscriptions.push_back({bridge, id, tenant, tags, from});
+    },
+    [rec](caf::unsubscribe_atom, bridge_actor&) { ++rec->unsubscribes; },
+    [rec](ack_atom, bridge_actor&, uint64_t, source_cursor& at) {
+      rec->acks.push_back(at);
+    },
+  };
+}
+
+/// One stream of the fake sink, with the producer and Stream-Seq rules of
+/// the real store.
+struct fake_stream {
+  std::vector<std::string> messages;
+  std::string stream_seq;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> producers;
+};
+
+struct sink_record {
+  std::map<std::string, fake_stream> streams;
+  /// Appends to fail, counted down.
+  int fail_appends = 0;
+  int appends = 0;
+  int duplicates = 0;
+};
+
+inline sink_actor::behavior_type fake_sink(std::shared_ptr<sink_record> rec) {
+  return {
+    [rec](ensure_atom, std::string& name) {
+      auto& s = rec->streams[name];
+      return sink_stream_state{s.stream_seq, s.messages};
+    },
+    [rec](append_atom, sink_append& a) -> caf::result<uint64_t> {
+      if (rec->fail_appends > 0) {
+        --rec->fail_appends;
+        return make_error(ec::database_error, "scripted sink failure");
+      }
+      auto& s = rec->streams[a.stream];
+      auto& p = a.producer;
+      auto i = s.producers.find(p.id);
+      if (i != s.producers.end()) {
+        auto [epoch, seq] = i->second;
+        if (p.epoch < epoch)
+          return make_error(ec::invalid_input, "stale producer epoch");
+        if (p.epoch == epoch && p.seq <= seq) {
+          ++rec->duplicates;
+          return uint64_t{s.messages.size()};
+        }
+        if (p.epoch == epoch && p.seq != seq + 1)
+          return make_error(ec::invalid_input, "producer sequence gap");
+        if (p.epoch > epoch && p.seq != 0)
+          return make_error(ec::invalid_input, "new epoch must start at 0");
+      } else if (p.seq != 0) {
+        return make_error(ec::invalid_input, "unknown producer not at 0");
+      }
+      if (!a.stream_seq.empty() && !s.stream_seq.empty()
+          && a.stream_seq <= s.stream_seq)
+        return make_error(ec::invalid_input, "Stream-Seq did not increase");
+      s.producers[p.id] = {p.epoch, p.seq};
+      if (!a.stream_seq.empty())
+        s.stream_seq = a.stream_seq;
+      for (auto& e : a.events)
+        s.messages.push_back(e);
+      ++rec->appends;
+      return uint64_t{s.messages.size()};
+    },
+    [](ack_atom, uint64_t, write_result&) {},
+  };
+}
+
+/// The fake registry: one bridge row per (tenant, ref), epochs from one
+/// counter, scripted failures per operation name.
+struct registry_record {
+  std::map<std::pair<std::string, std::string>, bridge_row> rows;
+  int64_t epoch_counter = 0;
+  std::map<std::string, int> fail; // operation → failures left
+  std::map<std::string, int> calls;
+  std::vector<std::string> referenced;
+
+  caf::error next(const std::string& op) {
+    ++calls[op];
+    auto i = fail.find(op);
+    if (i != fail.end() && i->second > 0) {
+      --i->second;
+      return make_error(ec::database_unavailable, "scripted " + op + " failure");
+    }
+    return caf::none;
+  }
+};
+
+inline registry_actor::behavior_type
+fake_registry(std::shared_ptr<registry_record> rec) {
+  auto key = [](const std::string& t, const std::string& r) {
+    return std::make_pair(t, r);
+  };
+  return {
+    [rec, key](upsert_atom, std::string& t, std::string& r, std::string& tags,
+               std::string& url) -> caf::result<bridge_row> {
+      if (auto err = rec->next("upsert"))
+        return err;
+      auto& row = rec->rows[key(t, r)];
+      if (row.source_ref.empty()) {
+        row.tenant_id = t;
+        row.source_ref = r;
+        row.tags = tags;
+        row.stream_url = url;
+      }
+      return row;
+    },
+    [rec, key](touch_atom, std::string& t, std::string& r) -> caf::result<bool> {
+      if (auto err = rec->next("touch"))
+        return err;
+      auto i = rec->rows.find(key(t, r));
+      if (i == rec->rows.end())
+        return false;
+      ++i->second.last_activity_ms;
+      return true;
+    },
+    [rec, key](caf::get_atom, std::string& t,
+               std::string& r) -> caf::result<bridge_row> {
+      if (auto err = rec->next("get"))
+        return err;
+      auto i = rec->rows.find(key(t, r));
+      if (i == rec->rows.end())
+        return make_error(ec::not_found, "no bridge");
+      return i->second;
+    },
+    [rec](list_atom, std::string& t) -> caf::result<std::vector<bridge_row>> {
+      if (auto err = rec->next("list"))
+        return err;
+      std::vector<bridge_row> result;
+      for (auto& [k, row] : rec->rows)
+        if (k.first == t)
+          result.push_back(row);
+      return result;
+    },
+    [rec](stale_atom, std::string& t,
+          int64_t before) -> caf::result<std::vector<bridge_row>> {
+      if (auto err = rec->next("stale"))
+        return err;
+      std::vector<bridge_row> result;
+      for (auto& [k, row] : rec->rows)
+        if (k.first == t && row.last_activity_ms < before)
+          result.push_back(row);
+      return result;
+    },
+    [rec, key](caf::delete_atom, std::string& t,
+               std::string& r) -> caf::result<bool> {
+      if (auto err = rec->next("delete"))
+        return err;
+      return rec->rows.erase(key(t, r)) > 0;
+    },
+    [rec, key](cursor_atom, std::string& t, std::string& r, std::string& h,
+               std::string& o) -> caf::result<bool> {
+      if (auto err = rec->next("cursor"))
+        return err;
+      auto i = rec->rows.find(key(t, r));
+      if (i == rec->rows.end())
+        return false;
+      i->second.cursor_handle = h;
+      i->second.cursor_offset = o;
+      return true;
+    },
+    [rec, key](clear_atom, std::string& t, std::string& r) -> caf::result<bool> {
+      if (auto err = rec->next("clear"))
+        return err;
+      auto i = rec->rows.find(key(t, r));
+      if (i == rec->rows.end())
+        return false;
+      i->second.cursor_handle.clear();
+      i->second.cursor_offset.clear();
+      return true;
+    },
+    [rec](refs_atom, std::string&) -> caf::result<std::vector<std::string>> {
+      if (auto err = rec->next("refs"))
+        return err;
+      return rec->referenced;
+    },
+    [rec, key](epoch_atom, std::string& t,
+               std::string& r) -> caf::result<int64_t> {
+      if (auto err = rec->next("epoch"))
+        return err;
+      auto i = rec->rows.find(key(t, r));
+      if (i == rec->rows.end())
+        return make_error(ec::not_found, "no bridge");
+      i->second.producer_epoch = ++rec->epoch_counter;
+      return i->second.producer_epoch;
+    },
+    [rec](caf::ping_atom) -> caf::result<caf::ok_atom> {
+      if (auto err = rec->next("ping"))
+        return err;
+      return caf::ok_atom::value;
+    },
+  };
+}
+
+/// A member row with the given url, status and tags (other fields fixed).
+inline member_row row(const std::string& url, const std::string& status,
+                      const std::string& tags = R"({"team":"infra"})") {
+  entity_columns c;
+  c.url = url;
+  c.type = "agent";
+  c.status = status;
+  c.tags = tags;
+  c.created_at = "1";
+  c.updated_at = "2";
+  auto r = make_member_row(c);
+  if (!r)
+    throw std::runtime_error("bad test row");
+  return *r;
+}
+
+inline entity_change upsert(const std::string& url, const std::string& status) {
+  return entity_change{change_op::update, url, row(url, status)};
+}
+
+inline entity_change removal(const std::string& url) {
+  return entity_change{change_op::remove, url, std::nullopt};
+}
+
+/// Folds a stream's messages into members; fails the test on a bad event.
+inline std::map<std::string, member_row>
+fold(const std::vector<std::string>& messages) {
+  membership m;
+  for (auto& text : messages) {
+    auto ev = parse_member_event(text);
+    if (!ev)
+      throw std::runtime_error("bad event in stream: " + text);
+    m.fold(*ev);
+  }
+  return m.members();
+}
+
+} // namespace ebridge::test
