@@ -33,6 +33,11 @@ using registry_actor = caf::typed_actor<
                   int64_t>::with<std::vector<bridge_row>>,
   // Deletes the row (not its stream); false if absent.
   caf::replies_to<caf::delete_atom, std::string, std::string>::with<bool>,
+  // Deletes the row if still idle since before the epoch ms; false if not.
+  caf::replies_to<caf::delete_atom, std::string, std::string,
+                  int64_t>::with<bool>,
+  // Every bridge of every tenant (a node's start-up).
+  caf::replies_to<list_atom>::with<std::vector<bridge_row>>,
   // Persists the cursor (tenant, ref, handle, offset).
   caf::replies_to<cursor_atom, std::string, std::string, std::string,
                   std::string>::with<bool>,

@@ -238,6 +238,32 @@ caf::expected<bool> registry_store::delete_bridge(const std::string& tenant,
   });
 }
 
+caf::expected<bool>
+registry_store::delete_stale_bridge(const std::string& tenant,
+                                    const std::string& ref, int64_t before_ms) {
+  if (auto err = check_key(tenant, ref))
+    return err;
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto r = tx.exec_params("DELETE FROM entity_bridges "
+                            "WHERE tenant_id = $1 AND source_ref = $2 AND "
+                            "last_observer_activity_at < "
+                            "to_timestamp($3::bigint / 1000.0)",
+                            tenant, ref, before_ms);
+    tx.commit();
+    return r.affected_rows() > 0;
+  });
+}
+
+caf::expected<std::vector<bridge_row>> registry_store::list_all_bridges() {
+  return impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::read_transaction tx{conn};
+    return to_bridge_rows(tx.exec(std::string{"SELECT "} + bridge_columns
+                                  + " FROM entity_bridges "
+                                    "ORDER BY tenant_id, source_ref"));
+  });
+}
+
 caf::expected<bool> registry_store::update_cursor(const std::string& tenant,
                                                   const std::string& ref,
                                                   const std::string& handle,

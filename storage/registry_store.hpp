@@ -83,6 +83,16 @@ public:
                                             const std::string& ref)
     = 0;
 
+  /// Deletes the row only if it is still idle since before `before_ms`
+  /// (a register or touch since the GC listed it keeps it); false if not.
+  virtual caf::expected<bool> delete_stale_bridge(const std::string& tenant,
+                                                  const std::string& ref,
+                                                  int64_t before_ms)
+    = 0;
+
+  /// Every bridge of every tenant (for a node's start-up).
+  virtual caf::expected<std::vector<bridge_row>> list_all_bridges() = 0;
+
   virtual caf::expected<bool> update_cursor(const std::string& tenant,
                                             const std::string& ref,
                                             const std::string& handle,
@@ -129,6 +139,10 @@ public:
                                                     int64_t before_ms) override;
   caf::expected<bool> delete_bridge(const std::string& tenant,
                                     const std::string& ref) override;
+  caf::expected<bool> delete_stale_bridge(const std::string& tenant,
+                                          const std::string& ref,
+                                          int64_t before_ms) override;
+  caf::expected<std::vector<bridge_row>> list_all_bridges() override;
   caf::expected<bool> update_cursor(const std::string& tenant,
                                     const std::string& ref,
                                     const std::string& handle,

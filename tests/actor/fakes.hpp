@@ -108,6 +108,9 @@ inline sink_actor::behavior_type fake_sink(std::shared_ptr<sink_record> rec) {
   };
 }
 
+/// The activity time the fake registry's touch sets.
+constexpr int64_t touched_ms = int64_t{1} << 60;
+
 /// The fake registry: one bridge row per (tenant, ref), epochs from one
 /// counter, scripted failures per operation name.
 struct registry_record {
@@ -153,7 +156,8 @@ fake_registry(std::shared_ptr<registry_record> rec) {
       auto i = rec->rows.find(key(t, r));
       if (i == rec->rows.end())
         return false;
-      ++i->second.last_activity_ms;
+      // "Now" for the fake: later than any cutoff a test uses.
+      i->second.last_activity_ms = touched_ms;
       return true;
     },
     [rec, key](caf::get_atom, std::string& t,
@@ -189,6 +193,24 @@ fake_registry(std::shared_ptr<registry_record> rec) {
       if (auto err = rec->next("delete"))
         return err;
       return rec->rows.erase(key(t, r)) > 0;
+    },
+    [rec, key](caf::delete_atom, std::string& t, std::string& r,
+               int64_t before) -> caf::result<bool> {
+      if (auto err = rec->next("delete_stale"))
+        return err;
+      auto i = rec->rows.find(key(t, r));
+      if (i == rec->rows.end() || i->second.last_activity_ms >= before)
+        return false;
+      rec->rows.erase(i);
+      return true;
+    },
+    [rec](list_atom) -> caf::result<std::vector<bridge_row>> {
+      if (auto err = rec->next("list_all"))
+        return err;
+      std::vector<bridge_row> result;
+      for (auto& [k, row] : rec->rows)
+        result.push_back(row);
+      return result;
     },
     [rec, key](cursor_atom, std::string& t, std::string& r, std::string& h,
                std::string& o) -> caf::result<bool> {

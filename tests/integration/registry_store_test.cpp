@@ -180,6 +180,30 @@ CAF_TEST(delete removes the row once) {
   CAF_CHECK_EQUAL(one("SELECT count(*) FROM entity_bridges"), "0");
 }
 
+CAF_TEST(a stale delete spares a bridge touched since it was listed) {
+  upsert("default", ref_a, tags_a);
+  upsert("default", ref_b);
+  db.exec("UPDATE entity_bridges SET last_observer_activity_at = "
+          "now() - interval '20 minutes'");
+  auto cutoff = now_ms() - 15 * 60'000;
+  // ref_a is touched between the GC's listing and its delete.
+  CAF_CHECK(EB_OK(store.touch("default", ref_a)));
+  CAF_CHECK(!EB_OK(store.delete_stale_bridge("default", ref_a, cutoff)));
+  CAF_CHECK(EB_OK(store.delete_stale_bridge("default", ref_b, cutoff)));
+  CAF_CHECK_EQUAL(one("SELECT string_agg(source_ref, ',') FROM "
+                      "entity_bridges"),
+                  ref_a);
+}
+
+CAF_TEST(list all returns the bridges of every tenant) {
+  upsert("t1", ref_a, tags_a);
+  upsert("t2", ref_b);
+  auto rows = EB_OK(store.list_all_bridges());
+  CAF_REQUIRE_EQUAL(rows.size(), 2u);
+  CAF_CHECK_EQUAL(rows[0].tenant_id, "t1");
+  CAF_CHECK_EQUAL(rows[1].tenant_id, "t2");
+}
+
 CAF_TEST(cursor updates and clears) {
   upsert("default", ref_a, tags_a);
   CAF_CHECK(EB_OK(store.update_cursor("default", ref_a, "sys-1/slot/1",

@@ -1,0 +1,260 @@
+#include "actors/manager.hpp"
+
+#include <set>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/tags.hpp"
+
+namespace ebridge {
+
+namespace {
+
+using self_ptr = manager_actor::stateful_pointer<manager_state>;
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+bridge_config bridge_config_for(const manager_config& cfg,
+                                const manager_state::key& k,
+                                const std::string& tags) {
+  bridge_config b;
+  b.tenant = k.first;
+  b.source_ref = k.second;
+  b.tags = tags;
+  b.stream = stream_path(k.second);
+  b.source = cfg.source;
+  b.sink = cfg.sink;
+  b.registry = cfg.registry;
+  b.request_timeout = cfg.request_timeout;
+  return b;
+}
+
+/// Collects idle bridges: keeps referenced ones (touching them) and those
+/// with readers; stops the others and deletes their rows (not streams).
+void sweep(self_ptr self) {
+  auto& st = self->state;
+  if (st.sweeping)
+    return;
+  st.sweeping = true;
+  std::set<std::string> tenants;
+  for (auto& [k, e] : st.bridges)
+    tenants.insert(k.first);
+  auto& cfg = st.cfg;
+  auto cutoff = now_ms() - cfg.idle_ttl.count();
+  auto pending = std::make_shared<size_t>(tenants.size());
+  auto done = [self, pending] {
+    if (--*pending == 0)
+      self->state.sweeping = false;
+  };
+  if (tenants.empty())
+    st.sweeping = false;
+  for (auto& tenant : tenants) {
+    self->request(cfg.registry, cfg.request_timeout, refs_atom::value, tenant)
+      .then(
+        [self, tenant, cutoff, done](std::vector<std::string>& refs) {
+          auto& cfg = self->state.cfg;
+          std::set<std::string> referenced{refs.begin(), refs.end()};
+          for (auto& ref : referenced)
+            caf::anon_send(cfg.registry, touch_atom::value, tenant, ref);
+          self
+            ->request(cfg.registry, cfg.request_timeout, stale_atom::value,
+                      tenant, cutoff)
+            .then(
+              [self, tenant, cutoff, referenced,
+               done](std::vector<bridge_row>& stale) {
+                auto& st = self->state;
+                for (auto& row : stale) {
+                  manager_state::key k{tenant, row.source_ref};
+                  if (referenced.count(row.source_ref) > 0
+                      || st.readers[k] > 0)
+                    continue;
+                  // Delete only if still idle: a register since the listing
+                  // wins over the GC.
+                  self
+                    ->request(st.cfg.registry, st.cfg.request_timeout,
+                              caf::delete_atom::value, tenant,
+                              row.source_ref, cutoff)
+                    .then(
+                      [self, k](bool deleted) {
+                        auto& st = self->state;
+                        if (!deleted)
+                          return;
+                        auto i = st.bridges.find(k);
+                        if (i == st.bridges.end())
+                          return;
+                        log::info("manager", "collected idle bridge",
+                                  {{"tenant", k.first}, {"ref", k.second}});
+                        if (i->second.bridge)
+                          self->send_exit(i->second.bridge,
+                                          caf::exit_reason::user_shutdown);
+                        st.bridges.erase(i);
+                      },
+                      [](caf::error& err) {
+                        log::warn("manager", "gc delete failed",
+                                  {{"error", describe(err)}});
+                      });
+                }
+                done();
+              },
+              [done](caf::error& err) {
+                log::warn("manager", "gc listing failed",
+                          {{"error", describe(err)}});
+                done();
+              });
+        },
+        [done](caf::error& err) {
+          log::warn("manager", "gc refs failed", {{"error", describe(err)}});
+          done();
+        });
+  }
+}
+
+} // namespace
+
+bridge_actor& manager_state::ensure(caf::local_actor* self, const key& k,
+                                    const std::string& tags) {
+  auto& e = bridges[k];
+  if (e.tags.empty())
+    e.tags = tags;
+  if (!e.bridge) {
+    e.bridge = self->spawn(bridge, bridge_config_for(cfg, k, e.tags));
+    self->monitor(e.bridge);
+  }
+  return e.bridge;
+}
+
+manager_actor::behavior_type
+manager(manager_actor::stateful_pointer<manager_state> self,
+        manager_config cfg) {
+  self->state.cfg = std::move(cfg);
+  // A bridge that dies is restarted after a backoff that grows with its
+  // deaths; a bridge collected or stopped on purpose is not.
+  self->set_down_handler([self](const caf::down_msg& msg) {
+    auto& st = self->state;
+    for (auto& [k, e] : st.bridges) {
+      if (!e.bridge || e.bridge.address() != msg.source)
+        continue;
+      e.bridge = nullptr;
+      if (msg.reason == caf::exit_reason::user_shutdown)
+        return;
+      ++e.deaths;
+      auto shift = std::min(e.deaths - 1, 16);
+      auto delay = std::min(st.cfg.restart_max,
+                            st.cfg.restart_initial * (1 << shift));
+      log::error("manager", "bridge died; restarting",
+                 {{"tenant", k.first},
+                  {"ref", k.second},
+                  {"reason", describe(msg.reason)},
+                  {"deaths", std::to_string(e.deaths)},
+                  {"retry_ms", std::to_string(delay.count())}});
+      self->delayed_send(self, delay, retry_atom::value, k.first, k.second);
+      return;
+    }
+  });
+  // On the way down, stop every bridge: their appends are already in the
+  // store's queue, and nothing half-done is persisted.
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    for (auto& [k, e] : self->state.bridges)
+      if (e.bridge)
+        self->send_exit(e.bridge, caf::exit_reason::user_shutdown);
+    self->quit(msg.reason);
+  });
+  // Resume every persisted bridge.
+  auto& st = self->state;
+  self->request(st.cfg.registry, st.cfg.request_timeout, list_atom::value)
+    .then(
+      [self](std::vector<bridge_row>& rows) {
+        for (auto& row : rows)
+          self->state.ensure(self, {row.tenant_id, row.source_ref}, row.tags);
+        log::info("manager", "resumed bridges",
+                  {{"count", std::to_string(rows.size())}});
+      },
+      [self](caf::error& err) {
+        log::error("manager", "cannot list bridges to resume",
+                   {{"error", describe(err)}});
+        self->quit(err);
+      });
+  self->delayed_send(self, st.cfg.sweep_interval, sweep_atom::value);
+  return {
+    [self](register_atom, std::string& tenant,
+           std::string& tags_json) -> caf::result<registration> {
+      auto tags = parse_tags(tags_json);
+      if (!tags)
+        return tags.error();
+      auto ref = source_ref(*tags);
+      auto normalized = to_json(*tags);
+      registration answer{ref, stream_path(ref)};
+      auto promise = self->make_response_promise<registration>();
+      auto& cfg = self->state.cfg;
+      self
+        ->request(cfg.registry, cfg.request_timeout, upsert_atom::value,
+                  tenant, ref, normalized, answer.stream_url)
+        .then(
+          [self, promise, answer, tenant, normalized](bridge_row&) mutable {
+            auto& st = self->state;
+            manager_state::key k{tenant, answer.source_ref};
+            caf::anon_send(st.cfg.registry, touch_atom::value, tenant,
+                       answer.source_ref);
+            auto& b = st.ensure(self, k, normalized);
+            // Bounded: past it the caller gets a timeout and the bridge
+            // keeps starting.
+            self->request(b, st.cfg.register_timeout, ready_atom::value)
+              .then(
+                [promise, answer](caf::ok_atom) mutable {
+                  promise.deliver(answer);
+                },
+                [promise](caf::error& err) mutable {
+                  promise.deliver(
+                    err == caf::sec::request_timeout
+                      ? make_error(ec::timeout, "the view is still starting")
+                      : err);
+                });
+          },
+          [promise](caf::error& err) mutable { promise.deliver(err); });
+      return promise;
+    },
+    [self](touch_atom, std::string& tenant, std::string& ref) {
+      caf::anon_send(self->state.cfg.registry, touch_atom::value, tenant, ref);
+    },
+    [self](reader_open_atom, std::string& tenant, std::string& ref) {
+      ++self->state.readers[{tenant, ref}];
+    },
+    [self](reader_close_atom, std::string& tenant, std::string& ref) {
+      auto& st = self->state;
+      auto i = st.readers.find({tenant, ref});
+      if (i != st.readers.end() && --i->second <= 0)
+        st.readers.erase(i);
+    },
+    [self](sweep_atom) {
+      sweep(self);
+      self->delayed_send(self, self->state.cfg.sweep_interval,
+                         sweep_atom::value);
+    },
+    [self](retry_atom, std::string& tenant, std::string& ref) {
+      auto& st = self->state;
+      auto i = st.bridges.find({tenant, ref});
+      if (i == st.bridges.end() || i->second.bridge)
+        return;
+      st.ensure(self, i->first, i->second.tags);
+    },
+    [self](status_atom) {
+      std::vector<std::string> result;
+      for (auto& [k, e] : self->state.bridges)
+        result.push_back(k.first + "/" + k.second
+                         + (e.bridge ? " running" : " restarting"));
+      return result;
+    },
+  };
+}
+
+} // namespace ebridge

@@ -1,0 +1,286 @@
+#define CAF_SUITE manager
+#include <caf/test/dsl.hpp>
+
+#include "actors/manager.hpp"
+#include "core/tags.hpp"
+#include "tests/actor/fakes.hpp"
+
+using namespace ebridge;
+using namespace ebridge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* tags_x = R"({"team":"infra"})";
+
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+  }
+};
+
+struct fixture : test_coordinator_fixture<config> {
+  fixture() {
+    src = std::make_shared<source_record>();
+    snk = std::make_shared<sink_record>();
+    reg = std::make_shared<registry_record>();
+    source = sys.spawn(fake_source, src);
+    sink = sys.spawn(fake_sink, snk);
+    registry = sys.spawn(fake_registry, reg);
+    ref_x = source_ref(*parse_tags(tags_x));
+  }
+
+  ~fixture() {
+    caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(source, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(registry, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  void start_manager() {
+    manager_config cfg;
+    cfg.source = source;
+    cfg.sink = sink;
+    cfg.registry = registry;
+    cfg.register_timeout = 10s;
+    cfg.restart_initial = 200ms;
+    cfg.restart_max = 3200ms;
+    mgr = sys.spawn(manager, cfg);
+    sched.run();
+  }
+
+  /// Sends a register and returns a handle to its answer.
+  auto register_tags(const std::string& tags) {
+    auto response = self->request(mgr, caf::infinite, register_atom::value,
+                                  std::string{"default"}, tags);
+    sched.run();
+    return response;
+  }
+
+  /// Ends the bootstrap of the latest subscription at `offset`.
+  void bootstrap(const std::string& offset = "0001") {
+    auto& s = src->subscriptions.back();
+    caf::anon_send(s.bridge, up_to_date_atom::value,
+                   up_to_date_msg{s.id, source_cursor{"h1", offset}});
+    sched.run();
+  }
+
+  bridge_row& row_of(const std::string& ref) {
+    return reg->rows[{"default", ref}];
+  }
+
+  bool has_row(const std::string& ref) {
+    return reg->rows.count({"default", ref}) > 0;
+  }
+
+  std::shared_ptr<source_record> src;
+  std::shared_ptr<sink_record> snk;
+  std::shared_ptr<registry_record> reg;
+  source_actor source;
+  sink_actor sink;
+  registry_actor registry;
+  manager_actor mgr;
+  std::string ref_x;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(manager_tests, fixture)
+
+CAF_TEST(register refuses tags that are not an object of strings) {
+  start_manager();
+  auto response = register_tags(R"({"team":1})");
+  bool refused = false;
+  response.receive([](registration&) { CAF_FAIL("accepted bad tags"); },
+                   [&](caf::error& err) {
+                     refused = true;
+                     CAF_CHECK_EQUAL(err.code(),
+                                     static_cast<uint8_t>(ec::invalid_tags));
+                   });
+  CAF_CHECK(refused);
+  CAF_CHECK(reg->rows.empty());
+}
+
+CAF_TEST(register starts a bridge and answers once it is bootstrapped) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 1u);
+  CAF_CHECK_EQUAL(src->subscriptions[0].tags, tags_x);
+  CAF_CHECK_EQUAL(reg->calls["touch"], 1);
+  bootstrap();
+  registration answer;
+  response.receive([&](registration& r) { answer = r; },
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK_EQUAL(answer.source_ref, ref_x);
+  CAF_CHECK_EQUAL(answer.stream_url, "/_entities/" + ref_x);
+  CAF_CHECK_EQUAL(row_of(ref_x).tags, tags_x);
+}
+
+// SEED scenario 4.
+CAF_TEST(concurrent registers of one ref share one start) {
+  start_manager();
+  auto first = register_tags(tags_x);
+  auto second = register_tags(R"({ "team" : "infra" })");
+  CAF_CHECK_EQUAL(src->subscriptions.size(), 1u);
+  bootstrap();
+  int answered = 0;
+  for (auto* r : {&first, &second})
+    r->receive(
+      [&](registration& x) {
+        CAF_CHECK_EQUAL(x.source_ref, ref_x);
+        ++answered;
+      },
+      [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK_EQUAL(answered, 2);
+  CAF_CHECK_EQUAL(snk->streams.size(), 1u);
+}
+
+// SEED scenario 6.
+CAF_TEST(different tags get different refs and streams) {
+  start_manager();
+  auto a = register_tags(tags_x);
+  bootstrap();
+  auto b = register_tags(R"({"team":"web"})");
+  bootstrap();
+  std::string ref_a, ref_b;
+  a.receive([&](registration& x) { ref_a = x.source_ref; },
+            [](caf::error& err) { CAF_FAIL(describe(err)); });
+  b.receive([&](registration& x) { ref_b = x.source_ref; },
+            [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK_NOT_EQUAL(ref_a, ref_b);
+  CAF_CHECK_EQUAL(src->subscriptions.size(), 2u);
+}
+
+CAF_TEST(register times out while the bridge keeps starting) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  sched.trigger_timeout(); // the register timeout
+  sched.run();
+  bool timed_out = false;
+  response.receive([](registration&) { CAF_FAIL("answered too early"); },
+                   [&](caf::error& err) {
+                     timed_out = true;
+                     CAF_CHECK_EQUAL(err.code(),
+                                     static_cast<uint8_t>(ec::timeout));
+                   });
+  CAF_CHECK(timed_out);
+  // The bridge was not stopped: it finishes, and the next register answers.
+  bootstrap();
+  auto again = register_tags(tags_x);
+  bool ok = false;
+  again.receive([&](registration&) { ok = true; },
+                [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK(ok);
+  CAF_CHECK_EQUAL(src->subscriptions.size(), 1u);
+}
+
+CAF_TEST(start resumes every persisted bridge from its cursor) {
+  for (auto tags : {R"({"a":"1"})", R"({"b":"2"})"}) {
+    auto ref = source_ref(*parse_tags(tags));
+    bridge_row row;
+    row.tenant_id = "default";
+    row.source_ref = ref;
+    row.tags = tags;
+    row.stream_url = stream_path(ref);
+    row.cursor_handle = "h1";
+    row.cursor_offset = "0007";
+    reg->rows[{"default", ref}] = row;
+  }
+  start_manager();
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
+  for (auto& s : src->subscriptions)
+    CAF_CHECK_EQUAL(s.from.offset, "0007");
+}
+
+CAF_TEST(a bridge that dies is restarted with growing backoff) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  bootstrap();
+  response.receive([](registration&) {},
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  std::vector<long> waits;
+  for (int death = 0; death < 3; ++death) {
+    auto before = src->subscriptions.size();
+    caf::anon_send_exit(src->subscriptions.back().bridge,
+                        caf::exit_reason::kill);
+    sched.run();
+    CAF_CHECK_EQUAL(src->subscriptions.size(), before);
+    long waited = 0;
+    while (src->subscriptions.size() == before && waited < 10000) {
+      sched.advance_time(10ms);
+      sched.run();
+      waited += 10;
+    }
+    waits.push_back(waited);
+  }
+  CAF_CHECK_EQUAL(waits, (std::vector<long>{200, 400, 800}));
+  // The restarted bridge resumed from the persisted cursor.
+  CAF_CHECK_EQUAL(src->subscriptions.back().from.offset, "0001");
+}
+
+CAF_TEST(a restarted bridge recovers its members from the stream) {
+  start_manager();
+  register_tags(tags_x);
+  auto& s = src->subscriptions.back();
+  caf::anon_send(s.bridge, change_batch{s.id, source_cursor{"h1", "0001"},
+                                        {upsert("a", "idle")}});
+  sched.run();
+  bootstrap();
+  caf::anon_send_exit(src->subscriptions.back().bridge, caf::exit_reason::kill);
+  sched.run();
+  sched.advance_time(200ms);
+  sched.run();
+  auto& fresh = src->subscriptions.back();
+  // a is a member again: its removal now emits a delete.
+  caf::anon_send(fresh.bridge, change_batch{fresh.id,
+                                            source_cursor{"h1", "0002"},
+                                            {removal("a")}});
+  sched.run();
+  auto members = fold(snk->streams["/_entities/" + ref_x].messages);
+  CAF_CHECK(members.empty());
+  auto last = parse_member_event(
+    snk->streams["/_entities/" + ref_x].messages.back());
+  CAF_REQUIRE(last);
+  CAF_CHECK(last->op == event_op::remove);
+}
+
+// SEED scenario 5.
+CAF_TEST(idle gc keeps referenced and read bridges and collects the rest) {
+  start_manager();
+  std::vector<std::string> refs;
+  for (auto tags : {R"({"k":"referenced"})", R"({"k":"read"})",
+                    R"({"k":"idle"})", R"({"k":"fresh"})"}) {
+    auto r = register_tags(tags);
+    bootstrap();
+    r.receive([&](registration& x) { refs.push_back(x.source_ref); },
+              [](caf::error& err) { CAF_FAIL(describe(err)); });
+  }
+  CAF_REQUIRE_EQUAL(refs.size(), 4u);
+  // All idle long ago, except "fresh".
+  for (auto& [k, row] : reg->rows)
+    row.last_activity_ms = k.second == refs[3] ? touched_ms : 0;
+  reg->referenced = {refs[0]};
+  caf::anon_send(mgr, reader_open_atom::value, std::string{"default"}, refs[1]);
+  caf::anon_send(mgr, sweep_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(has_row(refs[0]), true); // referenced
+  CAF_CHECK_EQUAL(row_of(refs[0]).last_activity_ms, touched_ms); // touched
+  CAF_CHECK_EQUAL(has_row(refs[1]), true); // has a reader
+  CAF_CHECK_EQUAL(has_row(refs[2]), false); // collected
+  CAF_CHECK_EQUAL(has_row(refs[3]), true); // fresh
+  // The reader leaves; the next sweep collects that one too.
+  caf::anon_send(mgr, reader_close_atom::value, std::string{"default"},
+                 refs[1]);
+  caf::anon_send(mgr, sweep_atom::value);
+  sched.run();
+  CAF_CHECK_EQUAL(has_row(refs[1]), false);
+  // Collected bridges were stopped, not restarted.
+  auto status = self->request(mgr, caf::infinite, status_atom::value);
+  sched.run();
+  status.receive(
+    [&](std::vector<std::string>& lines) { CAF_CHECK_EQUAL(lines.size(), 2u); },
+    [](caf::error& err) { CAF_FAIL(describe(err)); });
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
