@@ -125,9 +125,15 @@ struct readiness_callback {
   std::function<void(readiness)> fn;
 };
 
+/// The completion of a register from the HTTP layer.
+struct registration_callback {
+  std::function<void(caf::expected<registration>)> fn;
+};
+
 } // namespace ebridge
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::readiness_callback)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::registration_callback)
 // Local for now: these get wire formats when bridges spread over a cluster.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::source_cursor)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::change_batch)
@@ -201,7 +207,10 @@ using manager_actor = caf::typed_actor<
 /// The GATEWAY actor: the entry from the HTTP layer into the actor world.
 /// HTTP sessions `anon_send` it requests carrying a completion; it asks the
 /// actors concerned and calls the completion with the outcome.
-using gateway_actor
-  = caf::typed_actor<caf::reacts_to<ready_atom, readiness_callback>>;
+using gateway_actor = caf::typed_actor<
+  caf::reacts_to<ready_atom, readiness_callback>,
+  // (tenant, tags JSON): registers a view through the manager.
+  caf::reacts_to<register_atom, std::string, std::string,
+                 registration_callback>>;
 
 } // namespace ebridge

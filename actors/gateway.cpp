@@ -15,10 +15,23 @@ constexpr auto readiness_reuse = std::chrono::seconds{1};
 
 gateway_actor::behavior_type
 gateway(gateway_actor::stateful_pointer<gateway_state> self,
-        registry_actor registry, std::chrono::milliseconds timeout) {
+        registry_actor registry, manager_actor manager,
+        std::chrono::milliseconds timeout) {
   self->state.registry = std::move(registry);
+  self->state.manager = std::move(manager);
   self->state.timeout = timeout;
   return {
+    [self](register_atom, std::string& tenant, std::string& tags,
+           registration_callback& done) {
+      auto fn = std::move(done.fn);
+      // The manager bounds the wait for the bridge itself; this bound only
+      // guards against a manager that does not answer at all.
+      auto bound = self->state.timeout * 4;
+      self->request(self->state.manager, bound, register_atom::value,
+                    std::move(tenant), std::move(tags))
+        .then([fn](registration& r) { fn(std::move(r)); },
+              [fn](caf::error& err) { fn(std::move(err)); });
+    },
     [self](ready_atom, readiness_callback& done) {
       auto& st = self->state;
       auto now = self->clock().now();

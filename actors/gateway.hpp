@@ -13,6 +13,7 @@ namespace ebridge {
 
 struct gateway_state {
   registry_actor registry;
+  manager_actor manager;
   std::chrono::milliseconds timeout{5000};
   /// Readiness callers waiting for the one database check in flight.
   std::vector<std::function<void(readiness)>> waiting;
@@ -28,6 +29,7 @@ struct gateway_state {
 /// concerned, each wait bounded by `timeout`.
 gateway_actor::behavior_type
 gateway(gateway_actor::stateful_pointer<gateway_state> self,
-        registry_actor registry, std::chrono::milliseconds timeout);
+        registry_actor registry, manager_actor manager,
+        std::chrono::milliseconds timeout);
 
 } // namespace ebridge

@@ -16,6 +16,8 @@
 #include <caf/send.hpp>
 
 #include "actors/gateway.hpp"
+#include "actors/manager.hpp"
+#include "actors/sink.hpp"
 #include "actors/registry.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -32,6 +34,21 @@ namespace ebridge {
 namespace {
 
 constexpr auto shutdown_grace = std::chrono::seconds{10};
+
+/// The change source until the Postgres replication reader exists: every
+/// subscription fails, so bridges retry with backoff and registers answer
+/// 503 once their wait runs out.
+source_actor::behavior_type no_source() {
+  return {
+    [](caf::subscribe_atom, bridge_actor& bridge, uint64_t id, std::string&,
+       std::string&, source_cursor&) {
+      caf::anon_send(bridge, source_error_atom::value, id,
+                     std::string{"no change source is configured"});
+    },
+    [](caf::unsubscribe_atom, bridge_actor&) {},
+    [](ack_atom, bridge_actor&, uint64_t, source_cursor&) {},
+  };
+}
 
 int migrate_or_report(const options& opts) {
   pg_connection db{opts.postgres_url, "ebridge-migrate"};
@@ -116,14 +133,32 @@ int run_serve(const options& opts) {
   caf::actor_system sys{cfg};
   auto registry_handle = sys.spawn(registry, opts.registry_pool_size,
                                    postgres_registry_workers(opts.postgres_url));
-  auto gateway_handle = sys.spawn(gateway, registry_handle,
+  auto sink_handle = sys.spawn(sink, store.get());
+  auto source_handle = sys.spawn(no_source);
+  manager_config mgr_cfg;
+  mgr_cfg.source = source_handle;
+  mgr_cfg.sink = sink_handle;
+  mgr_cfg.registry = registry_handle;
+  mgr_cfg.sweep_interval = opts.gc_sweep_interval;
+  mgr_cfg.idle_ttl = opts.gc_idle_ttl;
+  mgr_cfg.register_timeout = opts.register_timeout;
+  auto manager_handle = sys.spawn(manager, mgr_cfg);
+  auto gateway_handle = sys.spawn(gateway, registry_handle, manager_handle,
                                   opts.registry_timeout);
+  // Every actor this node runs, stopped in this order at shutdown.
+  auto stop_actors = [&] {
+    caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(manager_handle, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(source_handle, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(sink_handle, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
+  };
   streams_api_config api_cfg;
   api_cfg.long_poll_timeout = opts.long_poll_timeout;
   api_cfg.sse_keepalive = std::min(opts.long_poll_timeout,
                                    std::chrono::milliseconds{15000});
   streams_api streams{*store, io, api_cfg};
-  route_targets targets{gateway_handle, &streams};
+  route_targets targets{gateway_handle, manager_handle, &streams};
   http_limits limits;
   limits.max_body = opts.http_max_body;
   http_server server{io,
@@ -135,8 +170,7 @@ int run_serve(const options& opts) {
   auto port = server.listen(opts.http_listen.host, opts.http_listen.port);
   if (!port) {
     std::cerr << "ebridge: " << error_message(port.error()) << '\n';
-    caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
+    stop_actors();
     sys.await_all_actors_done();
     return exit_usage;
   }
@@ -164,8 +198,7 @@ int run_serve(const options& opts) {
   // Order: stop taking requests, stop the actors and wait for them, then
   // stop asio; the actor system itself dies last but one.
   server.stop();
-  caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
+  stop_actors();
   sys.await_all_actors_done();
   io.stop();
   log::info("node", "stopped");

@@ -75,6 +75,17 @@ caf::error check_postgres_url(std::string_view text) {
   return caf::none;
 }
 
+caf::error set_positive_duration(std::chrono::milliseconds& field,
+                                 std::string_view text) {
+  auto d = parse_duration(text);
+  if (!d)
+    return d.error();
+  if (d->count() == 0)
+    return make_error(ec::invalid_config, "must be positive");
+  field = *d;
+  return caf::none;
+}
+
 const std::vector<option_info>& option_table() {
   static const std::vector<option_info> table = {
     {"config", "config file to read (key = value lines, [section] headers)",
@@ -112,13 +123,7 @@ const std::vector<option_info>& option_table() {
      "how long a long-poll read waits for data before answering 204",
      [](const options& o) { return to_string(o.long_poll_timeout); },
      [](options& o, std::string_view v) -> caf::error {
-       auto d = parse_duration(v);
-       if (!d)
-         return d.error();
-       if (d->count() == 0)
-         return make_error(ec::invalid_config, "must be positive");
-       o.long_poll_timeout = *d;
-       return caf::none;
+       return set_positive_duration(o.long_poll_timeout, v);
      }},
     {"http.max-body", "largest request body in bytes (413 beyond)",
      [](const options& o) { return std::to_string(o.http_max_body); },
@@ -128,6 +133,23 @@ const std::vector<option_info>& option_table() {
          return n.error();
        o.http_max_body = *n;
        return caf::none;
+     }},
+    {"gc.sweep-interval", "how often idle views are collected",
+     [](const options& o) { return to_string(o.gc_sweep_interval); },
+     [](options& o, std::string_view v) -> caf::error {
+       return set_positive_duration(o.gc_sweep_interval, v);
+     }},
+    {"gc.idle-ttl",
+     "a view unread, unregistered and unreferenced this long is collected",
+     [](const options& o) { return to_string(o.gc_idle_ttl); },
+     [](options& o, std::string_view v) -> caf::error {
+       return set_positive_duration(o.gc_idle_ttl, v);
+     }},
+    {"bridge.register-timeout",
+     "longest wait of a register for its view's first snapshot (then 503)",
+     [](const options& o) { return to_string(o.register_timeout); },
+     [](options& o, std::string_view v) -> caf::error {
+       return set_positive_duration(o.register_timeout, v);
      }},
     {"data-dir", "directory for the stream store (created if missing)",
      [](const options& o) { return o.data_dir; },
@@ -167,13 +189,7 @@ const std::vector<option_info>& option_table() {
     {"registry.timeout", "longest wait for one registry operation (e.g. 5s)",
      [](const options& o) { return to_string(o.registry_timeout); },
      [](options& o, std::string_view v) -> caf::error {
-       auto d = parse_duration(v);
-       if (!d)
-         return d.error();
-       if (d->count() == 0)
-         return make_error(ec::invalid_config, "must be positive");
-       o.registry_timeout = *d;
-       return caf::none;
+       return set_positive_duration(o.registry_timeout, v);
      }},
   };
   return table;

@@ -32,6 +32,9 @@ struct options {
   std::chrono::milliseconds registry_timeout{5000};
   std::chrono::milliseconds long_poll_timeout{20000};
   size_t http_max_body = 32 << 20;
+  std::chrono::milliseconds gc_sweep_interval{5 * 60 * 1000};
+  std::chrono::milliseconds gc_idle_ttl{15 * 60 * 1000};
+  std::chrono::milliseconds register_timeout{10000};
   std::string config_file; // empty: no file
 };
 

@@ -143,6 +143,27 @@ caf::expected<tag_set> tags_from_json(const nlohmann::json& value) {
   return result;
 }
 
+caf::expected<tag_set> parse_register_body(std::string_view body) {
+  auto blank = body.find_first_not_of(" \t\r\n") == std::string_view::npos;
+  if (blank)
+    return tag_set{};
+  nlohmann::json value;
+  try {
+    value = nlohmann::json::parse(body.begin(), body.end());
+  } catch (const nlohmann::json::exception& err) {
+    return make_error(ec::invalid_input,
+                      "the body is not valid JSON: " + json_error_reason(err));
+  }
+  if (!value.is_object())
+    return make_error(ec::invalid_input,
+                      std::string{"the body must be a JSON object, got "}
+                        + value.type_name());
+  auto i = value.find("tags");
+  if (i == value.end())
+    return tag_set{};
+  return tags_from_json(*i);
+}
+
 caf::expected<tag_set> parse_tags(std::string_view json_text) {
   nlohmann::json value;
   try {

@@ -38,6 +38,11 @@ caf::expected<tag_set> parse_tags(std::string_view json_text);
 /// `JSON.stringify(normalizedTags)`: compact, JavaScript's escaping.
 std::string to_json(const tag_set& tags);
 
+/// The tags of a register request body: `{"tags":{…}}`; an empty body or
+/// a missing `tags` member means `{}`. A body that is not a JSON object is
+/// `ec::invalid_input`; bad tags are `ec::invalid_tags`.
+caf::expected<tag_set> parse_register_body(std::string_view body);
+
 /// The tags index entries: for each pair the compact JSON `["key","value"]`,
 /// the list sorted by UTF-16 code units.
 std::vector<std::string> tags_index(const tag_set& tags);

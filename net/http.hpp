@@ -42,7 +42,7 @@ public:
   virtual void finish() = 0;
 
   /// Calls `fn` once when the connection ends, whoever ends it (at once if
-  /// it already has). Set it once.
+  /// it already has).
   virtual void on_close(std::function<void()> fn) = 0;
 };
 

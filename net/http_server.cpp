@@ -228,7 +228,7 @@ public:
       fn();
       return;
     }
-    on_close_ = std::move(fn);
+    on_close_.push_back(std::move(fn));
   }
 
   auto executor() {
@@ -374,10 +374,10 @@ private:
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
     chunks_.clear();
-    if (auto fn = std::move(on_close_)) {
-      on_close_ = nullptr;
+    auto callbacks = std::move(on_close_);
+    on_close_.clear();
+    for (auto& fn : callbacks)
       fn();
-    }
   }
 
   beast::tcp_stream stream_;
@@ -391,7 +391,7 @@ private:
   bool writing_ = false;
   bool finishing_ = false;
   bool closed_ = false;
-  std::function<void()> on_close_;
+  std::vector<std::function<void()>> on_close_;
 };
 
 /// The http_stream of a session: every call hops onto the session's strand.

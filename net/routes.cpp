@@ -1,7 +1,11 @@
 #include "net/routes.hpp"
 
+#include <atomic>
+#include <memory>
+
 #include <caf/send.hpp>
 
+#include "core/error.hpp"
 #include "core/tags.hpp"
 #include "net/streams_api.hpp"
 
@@ -38,9 +42,110 @@ http_response readiness_response(const readiness& state) {
   return res;
 }
 
+http_response registration_response(const caf::expected<registration>& r) {
+  if (r)
+    return json_response(200, "{\"sourceRef\":" + js_string(r->source_ref)
+                                + ",\"streamUrl\":"
+                                + js_string(r->stream_url) + "}");
+  auto& err = r.error();
+  if (err.category() == error_category) {
+    switch (static_cast<ec>(err.code())) {
+      case ec::invalid_tags:
+      case ec::invalid_input:
+        return json_error(400, "INVALID_REQUEST", error_message(err));
+      case ec::timeout:
+      case ec::database_unavailable: {
+        auto res = json_error(503, "UNAVAILABLE",
+                              error_message(err) + "; retry later");
+        res.set("Retry-After", "2");
+        return res;
+      }
+      default:
+        break;
+    }
+  }
+  return json_error(500, "INTERNAL", describe(err));
+}
+
+namespace {
+
+constexpr std::string_view ensure_stream_path
+  = "/_electric/observations/entities/ensure-stream";
+constexpr std::string_view entities_prefix = "/_entities/";
+/// Until principals arrive, every view belongs to the default tenant.
+const std::string default_tenant = "default";
+
+void ensure_stream(const route_targets& targets, http_request& req,
+                   http_responder& respond) {
+  if (req.method != "POST") {
+    auto res = json_error(405, "METHOD_NOT_ALLOWED",
+                          "use POST on " + std::string{ensure_stream_path});
+    res.set("Allow", "POST");
+    respond(std::move(res));
+    return;
+  }
+  auto tags = parse_register_body(req.body);
+  if (!tags) {
+    respond(json_error(400, "INVALID_REQUEST", error_message(tags.error())));
+    return;
+  }
+  caf::anon_send(targets.gateway, register_atom::value, default_tenant,
+                 to_json(*tags),
+                 registration_callback{
+                   [respond](caf::expected<registration> r) {
+                     respond(registration_response(r));
+                   }});
+}
+
+/// Reads of a bridge stream touch it and count as a reader until the
+/// response ends (a whole long-poll wait, a whole SSE connection).
+void read_entities(const route_targets& targets, http_request req,
+                   http_responder respond) {
+  auto path = req.path();
+  auto ref = std::string{path.substr(entities_prefix.size())};
+  auto manager = targets.manager;
+  caf::anon_send(manager, touch_atom::value, default_tenant, ref);
+  if (req.method != "GET") {
+    targets.streams->handle(std::move(req), std::move(respond), true);
+    return;
+  }
+  caf::anon_send(manager, reader_open_atom::value, default_tenant, ref);
+  auto closed = std::make_shared<std::atomic<bool>>(false);
+  auto close = [manager, ref, closed] {
+    if (!closed->exchange(true))
+      caf::anon_send(manager, reader_close_atom::value, default_tenant, ref);
+  };
+  auto counted = [respond, close](http_response res) {
+    if (!res.stream) {
+      respond(std::move(res));
+      close();
+      return;
+    }
+    auto start = std::move(res.stream);
+    res.stream = [start, close](std::shared_ptr<http_stream> out) {
+      out->on_close(close);
+      start(std::move(out));
+    };
+    respond(std::move(res));
+  };
+  targets.streams->handle(std::move(req), std::move(counted), true);
+}
+
+} // namespace
+
 void handle_request(const route_targets& targets, http_request req,
                     http_responder respond) {
   auto path = req.path();
+  if (path == ensure_stream_path) {
+    ensure_stream(targets, req, respond);
+    return;
+  }
+  if (path.compare(0, entities_prefix.size(), entities_prefix) == 0
+      && path.size() > entities_prefix.size()
+      && (req.method == "GET" || req.method == "HEAD")) {
+    read_entities(targets, std::move(req), std::move(respond));
+    return;
+  }
   if (path == "/healthz" || path == "/readyz") {
     if (req.method != "GET" && req.method != "HEAD") {
       auto res = json_error(405, "METHOD_NOT_ALLOWED",

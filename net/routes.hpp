@@ -23,8 +23,14 @@ class streams_api;
 /// What the routes hand requests to.
 struct route_targets {
   gateway_actor gateway;
+  manager_actor manager;
   streams_api* streams;
 };
+
+/// The answer to a register: 200 with the ref and stream URL; 400 for bad
+/// input; 503 with Retry-After while the view starts or the database is
+/// away; 500 otherwise.
+http_response registration_response(const caf::expected<registration>& r);
 
 /// Routes a request: health and readiness; bridge streams under
 /// `/_entities/` (read-only); every other path is a Durable Stream. Never

@@ -245,7 +245,8 @@ CAF_TEST(registry replaces a worker that dies) {
 }
 
 CAF_TEST(gateway reports ready when the registry answers) {
-  auto gw = sys.spawn(gateway, registry_handle, std::chrono::milliseconds{100});
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+                      std::chrono::milliseconds{100});
   std::optional<readiness> seen;
   caf::anon_send(gw, ready_atom::value,
                  readiness_callback{[&](readiness r) { seen = r; }});
@@ -256,7 +257,8 @@ CAF_TEST(gateway reports ready when the registry answers) {
 }
 
 CAF_TEST(gateway reports the database error when the registry fails) {
-  auto gw = sys.spawn(gateway, registry_handle, std::chrono::milliseconds{100});
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+                      std::chrono::milliseconds{100});
   for (auto& b : backends)
     b->failures.push_back(make_error(ec::database_unavailable, "refused"));
   std::optional<readiness> seen;
@@ -289,7 +291,8 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
       [](caf::ping_atom) -> caf::result<caf::ok_atom> { return caf::delegated<caf::ok_atom>{}; },
     };
   });
-  auto gw = sys.spawn(gateway, silent, std::chrono::milliseconds{100});
+  auto gw = sys.spawn(gateway, silent, manager_actor{},
+                      std::chrono::milliseconds{100});
   std::optional<readiness> seen;
   caf::anon_send(gw, ready_atom::value,
                  readiness_callback{[&](readiness r) { seen = r; }});
@@ -305,7 +308,8 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
 }
 
 CAF_TEST(gateway answers many readiness probes with one database check) {
-  auto gw = sys.spawn(gateway, registry_handle, std::chrono::milliseconds{100});
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+                      std::chrono::milliseconds{100});
   int answered = 0;
   for (int i = 0; i < 5; ++i)
     caf::anon_send(gw, ready_atom::value,

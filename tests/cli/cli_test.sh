@@ -70,7 +70,7 @@ expect "unwritable data dir" 2 'data-dir' \
 
 # serve: port 0 picks a free port; the log line says which.
 "$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=127.0.0.1:0 \
-  --http.max-body=1048576 \
+  --http.max-body=1048576 --bridge.register-timeout=300ms \
   --data-dir="$work/data" serve >"$work/log" 2>&1 &
 server_pid=$!
 port=""
@@ -101,6 +101,25 @@ else
   expect "keep-alive serves several requests on one connection" 0 \
     '^200:1 200:0 200:0 $' curl -s -o /dev/null -o /dev/null -o /dev/null \
     -w '%{http_code}:%{num_connects} ' "$base/healthz" "$base/healthz" "$base/readyz"
+  ensure="$base/_electric/observations/entities/ensure-stream"
+  expect "register refuses a non-string tag with 400" 0 \
+    '^\{"error":\{"code":"INVALID_REQUEST","message":"tag \\"n\\" must have a string value.* 400$' \
+    curl -s -w ' %{http_code}' -X POST -d '{"tags":{"n":1}}' "$ensure"
+  expect "register refuses invalid JSON with 400" 0 'INVALID_REQUEST.* 400$' \
+    curl -s -w ' %{http_code}' -X POST -d '{"tags":' "$ensure"
+  expect "register refuses a body that is not an object" 0 'INVALID_REQUEST.* 400$' \
+    curl -s -w ' %{http_code}' -X POST -d '[1]' "$ensure"
+  # No change source yet: the bounded wait ends in 503 with Retry-After.
+  expect "register without a change source answers 503 in bounded time" 0 \
+    'Retry-After: 2' curl -s -i -m 5 -X POST -d '{"tags":{"team":"infra"}}' "$ensure"
+  ref=$("$ebridge" ref '{"team":"infra"}' | awk '/^sourceRef/ {print $2}')
+  expect "the bridge stream exists and reads as an empty JSON array" 0 '^\[\] 200$' \
+    curl -s -w ' %{http_code}' "$base/_entities/$ref?offset=-1"
+  expect "bridge streams refuse writes" 0 '^405$' \
+    curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -d '[1]' "$base/_entities/$ref"
+  expect "GET on ensure-stream is 405" 0 '^405$' \
+    curl -s -o /dev/null -w '%{http_code}' "$ensure"
   kill -TERM "$server_pid"
   code=""
   for _ in $(seq 1 100); do
