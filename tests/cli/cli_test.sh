@@ -7,8 +7,15 @@ ebridge=${1:?usage: cli_test.sh PATH_TO_EBRIDGE}
 : "${TEST_DATABASE_URL:?TEST_DATABASE_URL is not set: run through scripts/test}"
 work=$(mktemp -d /tmp/ebridge-cli-test.XXXXXX)
 server_pid=""
+# A database of its own: views registered here must not leak into other
+# tests that share the cluster.
+db_name="ebridge_cli_$$"
+psql -X -q "$TEST_DATABASE_URL" -c "CREATE DATABASE $db_name" >/dev/null || exit 1
+TEST_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db_name"
 cleanup() {
   [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null
+  psql -X -q "${TEST_DATABASE_URL%/*}/postgres" \
+    -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
