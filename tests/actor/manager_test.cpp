@@ -245,6 +245,54 @@ CAF_TEST(a restarted bridge recovers its members from the stream) {
   CAF_CHECK(last->op == event_op::remove);
 }
 
+CAF_TEST(a sink failure kills the bridge and its restart appends the change once) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  bootstrap();
+  response.receive([](registration&) {},
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  snk->fail_appends = 1;
+  auto& s = src->subscriptions.back();
+  caf::anon_send(s.bridge, change_batch{s.id, source_cursor{"h1", "0002"},
+                                        {upsert("a", "idle")}});
+  sched.run();
+  CAF_CHECK(snk->streams["/_entities/" + ref_x].messages.empty());
+  sched.advance_time(200ms); // the restart backoff
+  sched.run();
+  auto& fresh = src->subscriptions.back();
+  CAF_CHECK_EQUAL(fresh.from.offset, "0001"); // resumes before the failure
+  // The source replays the batch the failed append carried.
+  caf::anon_send(fresh.bridge, change_batch{fresh.id,
+                                            source_cursor{"h1", "0002"},
+                                            {upsert("a", "idle")}});
+  sched.run();
+  CAF_CHECK_EQUAL(snk->streams["/_entities/" + ref_x].messages.size(), 1u);
+  CAF_CHECK_EQUAL(row_of(ref_x).cursor_offset, "0002");
+}
+
+CAF_TEST(a bridge that dies with an error is restarted and recovers) {
+  // An unhandled exception in a CAF actor ends it with an error reason; the
+  // manager treats every reason but a deliberate stop the same way.
+  start_manager();
+  auto response = register_tags(tags_x);
+  bootstrap();
+  response.receive([](registration&) {},
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  auto before = src->subscriptions.size();
+  auto victim = src->subscriptions.back().bridge;
+  victim->enqueue(nullptr, caf::make_message_id(),
+                  caf::make_message(caf::exit_msg{
+                    victim->address(),
+                    caf::make_error(caf::sec::runtime_error,
+                                    "injected exception")}),
+                  nullptr);
+  sched.run();
+  sched.advance_time(200ms);
+  sched.run();
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), before + 1);
+  CAF_CHECK_EQUAL(src->subscriptions.back().from.offset, "0001");
+}
+
 // SEED scenario 5.
 CAF_TEST(idle gc keeps referenced and read bridges and collects the rest) {
   start_manager();
