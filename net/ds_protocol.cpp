@@ -130,23 +130,6 @@ parse_query(std::string_view target) {
   return result;
 }
 
-std::string media_type(std::string_view content_type) {
-  auto type = content_type.substr(0, content_type.find(';'));
-  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.back())))
-    type.remove_suffix(1);
-  while (!type.empty()
-         && std::isspace(static_cast<unsigned char>(type.front())))
-    type.remove_prefix(1);
-  std::string result{type};
-  for (auto& c : result)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return result;
-}
-
-bool is_json(std::string_view content_type) {
-  return media_type(content_type) == "application/json";
-}
-
 bool is_text(std::string_view content_type) {
   auto type = media_type(content_type);
   return type == "application/json" || type.compare(0, 5, "text/") == 0;

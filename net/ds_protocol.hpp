@@ -10,6 +10,7 @@
 #include <caf/expected.hpp>
 
 #include "storage/stream_log.hpp"
+#include "storage/stream_store.hpp"
 
 /// Rules of the Durable Streams HTTP protocol as plain functions: offsets,
 /// query strings, producer and TTL headers, cursors, SSE framing.
@@ -35,10 +36,9 @@ std::optional<std::string> percent_decode(std::string_view text);
 caf::expected<std::multimap<std::string, std::string>>
 parse_query(std::string_view target);
 
-/// The lowercased media type without parameters.
-std::string media_type(std::string_view content_type);
-
-bool is_json(std::string_view content_type);
+// Content types compare by media type, as the store does.
+using ebridge::is_json;
+using ebridge::media_type;
 
 /// True for the types whose SSE payload is sent as text (text/*, JSON).
 bool is_text(std::string_view content_type);

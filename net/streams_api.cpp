@@ -3,6 +3,7 @@
 #include <atomic>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -168,6 +169,23 @@ http_response write_error(const write_result& r, const std::string& name) {
       return error(503, "UNAVAILABLE",
                    r.message.empty() ? "the stream is unavailable" : r.message);
   }
+}
+
+/// Reads from the store, or answers the error (404, 503) and returns none.
+std::optional<read_result> read_or_answer(stream_store& store,
+                                          const std::string& name,
+                                          uint64_t position,
+                                          http_responder& respond) {
+  auto r = store.read(name, position);
+  if (r.status == store_status::not_found) {
+    respond(not_found(name));
+    return std::nullopt;
+  }
+  if (r.status != store_status::ok) {
+    respond(error(503, "UNAVAILABLE", "the stream cannot be read"));
+    return std::nullopt;
+  }
+  return r;
 }
 
 } // namespace
@@ -423,15 +441,10 @@ void streams_api::get(http_request& req, const std::string& name,
     sse(req, name, position, from_now, respond);
     return;
   }
-  auto r = store_.read(name, position);
-  if (r.status == store_status::not_found) {
-    respond(not_found(name));
+  auto read = read_or_answer(store_, name, position, respond);
+  if (!read)
     return;
-  }
-  if (r.status != store_status::ok) {
-    respond(error(503, "UNAVAILABLE", "the stream cannot be read"));
-    return;
-  }
+  auto& r = *read;
   bool json = ds::is_json(r.content_type);
   auto res = data_response(r, json);
   if (from_now) {
@@ -469,15 +482,10 @@ struct long_poll_state {
 void streams_api::long_poll(const http_request& req, const std::string& name,
                             uint64_t position, bool from_now,
                             http_responder& respond) {
-  auto r = store_.read(name, position);
-  if (r.status == store_status::not_found) {
-    respond(not_found(name));
+  auto read = read_or_answer(store_, name, position, respond);
+  if (!read)
     return;
-  }
-  if (r.status != store_status::ok) {
-    respond(error(503, "UNAVAILABLE", "the stream cannot be read"));
-    return;
-  }
+  auto& r = *read;
   auto cursor = cursor_for(req);
   bool json = ds::is_json(r.content_type);
   auto empty_answer = [cursor](const read_result& at) {

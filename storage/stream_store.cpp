@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -97,23 +98,6 @@ struct pending_op {
   write_callback done;
 };
 
-std::string media_type(std::string_view content_type) {
-  auto semi = content_type.find(';');
-  auto type = content_type.substr(0, semi);
-  while (!type.empty() && type.back() == ' ')
-    type.remove_suffix(1);
-  while (!type.empty() && type.front() == ' ')
-    type.remove_prefix(1);
-  std::string result{type};
-  for (auto& c : result)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return result;
-}
-
-bool is_json(std::string_view content_type) {
-  return media_type(content_type) == "application/json";
-}
-
 uint64_t name_hash(std::string_view name) {
   uint64_t hash = 0xcbf29ce484222325ull;
   for (unsigned char c : name) {
@@ -186,6 +170,23 @@ bool read_all(int fd, char* data, size_t size, uint64_t pos) {
 }
 
 } // namespace
+
+std::string media_type(std::string_view content_type) {
+  auto type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.back())))
+    type.remove_suffix(1);
+  while (!type.empty()
+         && std::isspace(static_cast<unsigned char>(type.front())))
+    type.remove_prefix(1);
+  std::string result{type};
+  for (auto& c : result)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return result;
+}
+
+bool is_json(std::string_view content_type) {
+  return media_type(content_type) == "application/json";
+}
 
 const char* to_string(store_status status) {
   switch (status) {

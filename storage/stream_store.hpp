@@ -181,6 +181,12 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
+/// The lowercased media type of a Content-Type, without parameters.
+std::string media_type(std::string_view content_type);
+
+/// True for JSON mode (`application/json`, any parameters).
+bool is_json(std::string_view content_type);
+
 /// Milliseconds since the epoch, the store's clock (replaceable in tests).
 int64_t store_now_ms();
 
