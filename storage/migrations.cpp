@@ -100,6 +100,17 @@ const std::vector<migration>& migrations() {
                 "greatest(1, (SELECT coalesce(max(producer_epoch), 0) + 1 "
                 "FROM entity_bridges)), false)");
      }},
+    {{4, "replication slot generations"},
+     [](pqxx::work& tx) {
+       // A slot dropped and created again is a new change feed: its
+       // generation is part of every cursor's handle.
+       tx.exec0(R"sql(
+         CREATE TABLE IF NOT EXISTS ebridge_slots (
+           slot_name  text        PRIMARY KEY,
+           generation bigint      NOT NULL,
+           created_at timestamptz NOT NULL DEFAULT now()
+         ))sql");
+     }},
   };
   return list;
 }

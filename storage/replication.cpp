@@ -1,0 +1,388 @@
+#include "storage/replication.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "storage/database.hpp"
+
+namespace ebridge {
+
+namespace {
+
+/// Microseconds between the Unix epoch and Postgres' (2000-01-01).
+constexpr int64_t pg_epoch_offset_us = 946684800LL * 1000000;
+
+struct conn_closer {
+  void operator()(PGconn* c) const {
+    PQfinish(c);
+  }
+};
+using conn_ptr = std::unique_ptr<PGconn, conn_closer>;
+
+struct result_clearer {
+  void operator()(PGresult* r) const {
+    PQclear(r);
+  }
+};
+using result_ptr = std::unique_ptr<PGresult, result_clearer>;
+
+int64_t now_pg_us() {
+  using namespace std::chrono;
+  auto us = duration_cast<microseconds>(system_clock::now().time_since_epoch())
+              .count();
+  return us - pg_epoch_offset_us;
+}
+
+void put_u64(std::string& out, uint64_t x) {
+  for (int i = 7; i >= 0; --i)
+    out += static_cast<char>((x >> (8 * i)) & 0xff);
+}
+
+/// What the setup found: the slot's generation and confirmed position, and
+/// the oid of `entities`.
+struct slot_state {
+  int64_t generation = 0;
+  uint64_t confirmed = 0;
+  uint32_t entities_oid = 0;
+};
+
+/// Creates the publication and the slot when missing (over an ordinary
+/// connection) and records the slot's generation: a slot created again
+/// gets the next one.
+caf::expected<slot_state> prepare(const replication_config& cfg) {
+  pg_connection db{cfg.postgres_url, "ebridge-replication-setup"};
+  return db.run([&](pqxx::connection& conn) {
+    slot_state st;
+    {
+      pqxx::work tx{conn};
+      st.entities_oid
+        = tx.exec1("SELECT 'entities'::regclass::oid")[0].as<uint32_t>();
+      if (tx.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1",
+                         cfg.publication)
+            .empty())
+        tx.exec0("CREATE PUBLICATION " + tx.quote_name(cfg.publication)
+                 + " FOR TABLE entities");
+      tx.commit();
+    }
+    pqxx::nontransaction tx{conn};
+    auto slot = tx.exec_params(
+      "SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots "
+      "WHERE slot_name = $1",
+      cfg.slot);
+    bool created = false;
+    std::string confirmed;
+    if (slot.empty()) {
+      // Not in a transaction that wrote: Postgres refuses that.
+      confirmed = tx.exec_params1("SELECT lsn::text FROM "
+                                  "pg_create_logical_replication_slot($1, "
+                                  "'pgoutput')",
+                                  cfg.slot)[0]
+                    .as<std::string>();
+      created = true;
+    } else {
+      if (slot[0][0].as<std::string>() != "pgoutput")
+        throw std::runtime_error("replication slot " + cfg.slot
+                                 + " exists with another plugin");
+      confirmed = slot[0][1].is_null() ? std::string{"0/0"}
+                                       : slot[0][1].as<std::string>();
+    }
+    auto generation = tx.exec_params1(
+      created ? "INSERT INTO ebridge_slots (slot_name, generation) "
+                "VALUES ($1, 1) ON CONFLICT (slot_name) DO UPDATE SET "
+                "generation = ebridge_slots.generation + 1, created_at = now() "
+                "RETURNING generation"
+              : "INSERT INTO ebridge_slots (slot_name, generation) "
+                "VALUES ($1, 1) ON CONFLICT (slot_name) DO UPDATE SET "
+                "generation = ebridge_slots.generation RETURNING generation",
+      cfg.slot);
+    st.generation = generation[0].as<int64_t>();
+    auto lsn = parse_lsn(confirmed);
+    st.confirmed = lsn ? *lsn : 0;
+    if (created)
+      log::info("replication", "created slot",
+                {{"slot", cfg.slot},
+                 {"generation", std::to_string(st.generation)}});
+    return st;
+  });
+}
+
+/// One replication session: connect, stream, until an error or stop.
+class session {
+public:
+  session(const replication_config& cfg, const slot_state& slot,
+          replication_reader::txn_handler& on_txn,
+          replication_reader::event_handler& on_event,
+          std::atomic<uint64_t>& confirmed, std::atomic<bool>& stopping)
+    : cfg_(cfg), slot_(slot), on_txn_(on_txn), on_event_(on_event),
+      confirmed_(confirmed), stopping_(stopping) {
+    // nop
+  }
+
+  /// Streams until the connection fails or the reader stops; returns why.
+  std::string run() {
+    auto conninfo = prepare_conninfo(cfg_.postgres_url, "ebridge-replication");
+    if (!conninfo)
+      return error_message(conninfo.error());
+    conn_.reset(PQconnectdb((*conninfo + " replication=database").c_str()));
+    if (PQstatus(conn_.get()) != CONNECTION_OK)
+      return std::string{"cannot connect: "} + PQerrorMessage(conn_.get());
+    result_ptr ident{PQexec(conn_.get(), "IDENTIFY_SYSTEM")};
+    if (PQresultStatus(ident.get()) != PGRES_TUPLES_OK
+        || PQntuples(ident.get()) != 1)
+      return std::string{"IDENTIFY_SYSTEM failed: "}
+             + PQerrorMessage(conn_.get());
+    feed_identity identity{PQgetvalue(ident.get(), 0, 0), cfg_.slot,
+                           slot_.generation};
+    auto start = std::max(confirmed_.load(), slot_.confirmed);
+    // Names are checked to [a-z0-9_] before we get here: safe to quote.
+    auto command = "START_REPLICATION SLOT \"" + cfg_.slot + "\" LOGICAL "
+                   + format_lsn(start)
+                   + " (proto_version '1', publication_names '\""
+                   + cfg_.publication + "\"')";
+    result_ptr started{PQexec(conn_.get(), command.c_str())};
+    if (PQresultStatus(started.get()) != PGRES_COPY_BOTH)
+      return std::string{"START_REPLICATION failed: "}
+             + PQerrorMessage(conn_.get());
+    streamed_ = true;
+    on_event_(feed_event{feed_event::kind::connected, identity, start, {}});
+    log::info("replication", "streaming",
+              {{"handle", identity.handle()}, {"from", format_lsn(start)}});
+    return stream();
+  }
+
+  bool streamed() const noexcept {
+    return streamed_;
+  }
+
+private:
+  std::string stream() {
+    auto last_status = std::chrono::steady_clock::now();
+    for (;;) {
+      if (stopping_)
+        return "stopping";
+      char* raw = nullptr;
+      int n = PQgetCopyData(conn_.get(), &raw, 1);
+      if (n > 0) {
+        std::string_view payload{raw, static_cast<size_t>(n)};
+        auto why = handle(payload);
+        PQfreemem(raw);
+        if (!why.empty())
+          return why;
+        continue;
+      }
+      if (n == -1)
+        return "the server ended the replication stream";
+      if (n < -1)
+        return std::string{"replication stream failed: "}
+               + PQerrorMessage(conn_.get());
+      // Nothing buffered: wait for the socket, but not past the next status.
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_status >= cfg_.status_interval) {
+        if (!send_status())
+          return std::string{"cannot send status: "}
+                 + PQerrorMessage(conn_.get());
+        last_status = now;
+      }
+      pollfd pfd{PQsocket(conn_.get()), POLLIN, 0};
+      ::poll(&pfd, 1, 100);
+      if (PQconsumeInput(conn_.get()) == 0)
+        return std::string{"connection lost: "} + PQerrorMessage(conn_.get());
+    }
+  }
+
+  /// Handles one CopyData payload; returns an error text to end the session.
+  std::string handle(std::string_view payload) {
+    auto msg = decode_copy_data(payload);
+    if (!msg)
+      return "cannot decode the replication stream: "
+             + error_message(msg.error());
+    auto& body = msg->body;
+    if (auto* k = std::get_if<keepalive_msg>(&body)) {
+      if (k->reply_requested && !send_status())
+        return "cannot send status";
+      return {};
+    }
+    if (auto* r = std::get_if<relation_msg>(&body)) {
+      relations_.put(*r);
+    } else if (auto* b = std::get_if<begin_msg>(&body)) {
+      txn_ = replicated_txn{};
+      txn_.xid = b->xid;
+    } else if (auto* c = std::get_if<commit_msg>(&body)) {
+      txn_.commit_lsn = c->commit_lsn;
+      txn_.end_lsn = c->end_lsn;
+      if (!txn_.changes.empty() || txn_.truncated)
+        on_txn_(std::move(txn_));
+      txn_ = replicated_txn{};
+    } else if (auto* i = std::get_if<insert_msg>(&body)) {
+      add(i->relation_oid, change_op::insert, nullptr, &i->new_tuple);
+    } else if (auto* u = std::get_if<update_msg>(&body)) {
+      add(u->relation_oid, change_op::update,
+          u->old_kind == old_tuple_kind::full ? &u->old_tuple : nullptr,
+          &u->new_tuple);
+    } else if (auto* d = std::get_if<delete_msg>(&body)) {
+      add(d->relation_oid, change_op::remove,
+          d->old_kind == old_tuple_kind::full ? &d->old_tuple : nullptr,
+          nullptr);
+    } else if (auto* t = std::get_if<truncate_msg>(&body)) {
+      auto& oids = t->relation_oids;
+      if (std::find(oids.begin(), oids.end(), slot_.entities_oid)
+          != oids.end())
+        txn_.truncated = true;
+    }
+    return {};
+  }
+
+  void add(uint32_t oid, change_op op, const tuple_data* old_tuple,
+           const tuple_data* new_tuple) {
+    if (oid != slot_.entities_oid)
+      return;
+    auto* rel = relations_.find(oid);
+    if (rel == nullptr) {
+      log::error("replication", "change of an undescribed relation",
+                 {{"oid", std::to_string(oid)}});
+      return;
+    }
+    entity_row_change change;
+    change.op = op;
+    if (old_tuple != nullptr) {
+      auto row = make_entity_tuple(*rel, *old_tuple);
+      if (!row) {
+        log::error("replication", "unreadable old row; change skipped",
+                   {{"error", error_message(row.error())}});
+        return;
+      }
+      change.old_row = std::move(*row);
+    }
+    if (new_tuple != nullptr) {
+      auto row = make_entity_tuple(*rel, *new_tuple, old_tuple);
+      if (!row) {
+        log::error("replication", "unreadable row; change skipped",
+                   {{"error", error_message(row.error())}});
+        return;
+      }
+      change.new_row = std::move(*row);
+    }
+    if (op != change_op::insert && !change.old_row) {
+      log::error("replication",
+                 "update or delete without the old row: is entities "
+                 "REPLICA IDENTITY FULL?");
+      return;
+    }
+    txn_.changes.push_back(std::move(change));
+  }
+
+  /// A standby status update: written, flushed and applied up to what
+  /// downstream made durable.
+  bool send_status() {
+    auto lsn = confirmed_.load();
+    std::string msg = "r";
+    put_u64(msg, lsn);
+    put_u64(msg, lsn);
+    put_u64(msg, lsn);
+    put_u64(msg, static_cast<uint64_t>(now_pg_us()));
+    msg += '\0'; // no reply wanted
+    return PQputCopyData(conn_.get(), msg.data(), static_cast<int>(msg.size()))
+             == 1
+           && PQflush(conn_.get()) == 0;
+  }
+
+  const replication_config& cfg_;
+  const slot_state& slot_;
+  replication_reader::txn_handler& on_txn_;
+  replication_reader::event_handler& on_event_;
+  std::atomic<uint64_t>& confirmed_;
+  std::atomic<bool>& stopping_;
+  conn_ptr conn_;
+  relation_cache relations_;
+  replicated_txn txn_;
+  bool streamed_ = false;
+};
+
+} // namespace
+
+std::string feed_identity::handle() const {
+  return system_id + "/" + slot + "/" + std::to_string(generation);
+}
+
+bool is_feed_name(std::string_view name) {
+  return !name.empty() && name.size() <= 63
+         && std::all_of(name.begin(), name.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                     || c == '_';
+            });
+}
+
+replication_reader::replication_reader(replication_config cfg,
+                                       txn_handler on_txn,
+                                       event_handler on_event)
+  : cfg_(std::move(cfg)), on_txn_(std::move(on_txn)),
+    on_event_(std::move(on_event)) {
+  // nop
+}
+
+replication_reader::~replication_reader() {
+  stop();
+}
+
+caf::error replication_reader::start() {
+  if (!is_feed_name(cfg_.slot))
+    return make_error(ec::invalid_config,
+                      "source.slot must be 1-63 characters of a-z, 0-9, _");
+  if (!is_feed_name(cfg_.publication))
+    return make_error(ec::invalid_config, "source.publication must be 1-63 "
+                                          "characters of a-z, 0-9, _");
+  thread_ = std::thread{[this] { run(); }};
+  return caf::none;
+}
+
+void replication_reader::stop() {
+  stopping_ = true;
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void replication_reader::confirm(uint64_t lsn) {
+  auto cur = confirmed_.load();
+  while (lsn > cur && !confirmed_.compare_exchange_weak(cur, lsn)) {
+    // retry
+  }
+}
+
+void replication_reader::run() {
+  std::mt19937 rng{std::random_device{}()};
+  auto delay = cfg_.backoff_initial;
+  while (!stopping_) {
+    std::string why;
+    auto slot = prepare(cfg_);
+    if (!slot) {
+      why = "cannot prepare the slot: " + error_message(slot.error());
+    } else {
+      session s{cfg_, *slot, on_txn_, on_event_, confirmed_, stopping_};
+      why = s.run();
+      // A session that streamed resets the backoff.
+      if (s.streamed())
+        delay = cfg_.backoff_initial;
+    }
+    if (stopping_)
+      return;
+    on_event_(feed_event{feed_event::kind::disconnected, {}, 0, why});
+    auto jitter = std::chrono::milliseconds{rng() % (delay.count() / 2 + 1)};
+    log::warn("replication", "disconnected",
+              {{"reason", why},
+               {"retry_ms", std::to_string((delay + jitter).count())}});
+    for (auto waited = std::chrono::milliseconds{0};
+         waited < delay + jitter && !stopping_;
+         waited += std::chrono::milliseconds{50})
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    delay = std::min(delay * 2, cfg_.backoff_max);
+  }
+}
+
+} // namespace ebridge

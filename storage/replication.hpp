@@ -1,0 +1,113 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "storage/pgoutput.hpp"
+
+namespace ebridge {
+
+/// One change of an `entities` row in a committed transaction.
+struct entity_row_change {
+  /// insert, update or remove.
+  change_op op = change_op::insert;
+  /// The row before (update, delete; REPLICA IDENTITY FULL).
+  std::optional<entity_tuple> old_row;
+  /// The row after (insert, update).
+  std::optional<entity_tuple> new_row;
+};
+
+/// One committed transaction that touched `entities`.
+struct replicated_txn {
+  uint32_t xid = 0;
+  uint64_t commit_lsn = 0;
+  /// The position after the commit: confirming it releases the txn's WAL.
+  uint64_t end_lsn = 0;
+  std::vector<entity_row_change> changes;
+  /// `entities` was truncated in this transaction.
+  bool truncated = false;
+};
+
+/// Who the change feed is: a new identity means earlier positions are void
+/// (another cluster, or a slot that was dropped and created again).
+struct feed_identity {
+  std::string system_id;
+  std::string slot;
+  int64_t generation = 0;
+
+  /// `<system id>/<slot>/<generation>`: the handle of every cursor.
+  std::string handle() const;
+};
+
+struct replication_config {
+  std::string postgres_url;
+  /// Names of the slot and the publication: [a-z0-9_], 1–63 characters.
+  std::string slot = "ebridge";
+  std::string publication = "ebridge_entities";
+  std::chrono::milliseconds status_interval{10000};
+  std::chrono::milliseconds backoff_initial{200};
+  std::chrono::milliseconds backoff_max{10000};
+};
+
+/// What the reader reports besides transactions.
+struct feed_event {
+  enum class kind { connected, disconnected } what;
+  /// For connected: who the feed is and where it starts.
+  feed_identity identity;
+  uint64_t start_lsn = 0;
+  /// For disconnected: why.
+  std::string reason;
+};
+
+/// Follows `entities` through Postgres logical replication (raw libpq,
+/// `replication=database`, pgoutput v1), on a thread of its own. It creates
+/// the publication and the slot if they are missing, streams from the slot's
+/// confirmed position, reports every committed transaction that touched
+/// `entities`, and confirms to Postgres only what `confirm` allows. A lost
+/// connection, a restarted server or a dropped slot: it reconnects with
+/// backoff; a slot created anew has a new generation, hence a new handle.
+class replication_reader {
+public:
+  using txn_handler = std::function<void(replicated_txn)>;
+  using event_handler = std::function<void(feed_event)>;
+
+  replication_reader(replication_config cfg, txn_handler on_txn,
+                     event_handler on_event);
+  ~replication_reader();
+
+  replication_reader(const replication_reader&) = delete;
+  replication_reader& operator=(const replication_reader&) = delete;
+
+  /// Checks the configuration (names) and starts the thread.
+  caf::error start();
+
+  /// Stops the thread (and the connection) and waits for it.
+  void stop();
+
+  /// Everything up to `lsn` is durable downstream: Postgres may release it.
+  void confirm(uint64_t lsn);
+
+private:
+  void run();
+
+  replication_config cfg_;
+  txn_handler on_txn_;
+  event_handler on_event_;
+  std::atomic<uint64_t> confirmed_{0};
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+/// True for a name usable as slot or publication: [a-z0-9_], 1–63 chars.
+bool is_feed_name(std::string_view name);
+
+} // namespace ebridge
