@@ -10,6 +10,7 @@
 
 #include "actors/type_ids.hpp"
 #include "core/member.hpp"
+#include "storage/replication.hpp"
 #include "storage/stream_store.hpp"
 
 namespace ebridge {
@@ -112,6 +113,21 @@ struct bridge_status {
   size_t in_flight = 0;
 };
 
+/// The rows of one view at one snapshot, and what that snapshot saw.
+struct snapshot_result {
+  /// The source's id of the subscription it was taken for.
+  uint64_t subscriber = 0;
+  std::string error;
+  std::vector<member_row> rows;
+  /// pg_current_snapshot(): transactions below xmin are visible, from xmax
+  /// on not, between visible unless in xip (low 32 bits, as pgoutput's).
+  uint64_t xmin = 0;
+  uint64_t xmax = 0;
+  std::vector<uint64_t> xip;
+  /// The WAL position when the snapshot was taken: no later commit is in it.
+  uint64_t wal_lsn = 0;
+};
+
 /// What the node reports about its readiness to serve.
 struct readiness {
   bool ready = false;
@@ -143,6 +159,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::sink_append)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::registration)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::bridge_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::write_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::replicated_txn)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::feed_event)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::snapshot_result)
 
 namespace ebridge {
 
@@ -175,7 +194,10 @@ using source_actor = caf::typed_actor<
                  std::string, source_cursor>,
   caf::reacts_to<caf::unsubscribe_atom, bridge_actor>,
   // The bridge made everything up to this position durable.
-  caf::reacts_to<ack_atom, bridge_actor, uint64_t, source_cursor>>;
+  caf::reacts_to<ack_atom, bridge_actor, uint64_t, source_cursor>,
+  // Internal, from the replication reader's thread: a committed
+  // transaction, and the feed's connects and disconnects.
+  caf::reacts_to<replicated_txn>, caf::reacts_to<feed_event>>;
 
 /// The SINK actor: appends to and reads bridge streams (the embedded store
 /// or, later, an external Durable Streams server).

@@ -18,6 +18,7 @@
 #include "actors/gateway.hpp"
 #include "actors/manager.hpp"
 #include "actors/sink.hpp"
+#include "actors/source.hpp"
 #include "actors/registry.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -34,21 +35,6 @@ namespace ebridge {
 namespace {
 
 constexpr auto shutdown_grace = std::chrono::seconds{10};
-
-/// The change source until the Postgres replication reader exists: every
-/// subscription fails, so bridges retry with backoff and registers answer
-/// 503 once their wait runs out.
-source_actor::behavior_type no_source() {
-  return {
-    [](caf::subscribe_atom, bridge_actor& bridge, uint64_t id, std::string&,
-       std::string&, source_cursor&) {
-      caf::anon_send(bridge, source_error_atom::value, id,
-                     std::string{"no change source is configured"});
-    },
-    [](caf::unsubscribe_atom, bridge_actor&) {},
-    [](ack_atom, bridge_actor&, uint64_t, source_cursor&) {},
-  };
-}
 
 int migrate_or_report(const options& opts) {
   pg_connection db{opts.postgres_url, "ebridge-migrate"};
@@ -134,7 +120,11 @@ int run_serve(const options& opts) {
   auto registry_handle = sys.spawn(registry, opts.registry_pool_size,
                                    postgres_registry_workers(opts.postgres_url));
   auto sink_handle = sys.spawn(sink, store.get());
-  auto source_handle = sys.spawn(no_source);
+  source_config src_cfg;
+  src_cfg.replication.postgres_url = opts.postgres_url;
+  src_cfg.replication.slot = opts.source_slot;
+  src_cfg.replication.publication = opts.source_publication;
+  auto source_handle = sys.spawn(source, src_cfg);
   manager_config mgr_cfg;
   mgr_cfg.source = source_handle;
   mgr_cfg.sink = sink_handle;

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "core/error.hpp"
+#include "storage/replication.hpp"
 
 extern char** environ;
 
@@ -150,6 +151,24 @@ const std::vector<option_info>& option_table() {
      [](const options& o) { return to_string(o.register_timeout); },
      [](options& o, std::string_view v) -> caf::error {
        return set_positive_duration(o.register_timeout, v);
+     }},
+    {"source.slot", "logical replication slot of this node (a-z, 0-9, _)",
+     [](const options& o) { return o.source_slot; },
+     [](options& o, std::string_view v) -> caf::error {
+       if (!is_feed_name(v))
+         return make_error(ec::invalid_config,
+                           "expected 1-63 characters of a-z, 0-9 and _");
+       o.source_slot = std::string{v};
+       return caf::none;
+     }},
+    {"source.publication", "publication on entities (a-z, 0-9, _)",
+     [](const options& o) { return o.source_publication; },
+     [](options& o, std::string_view v) -> caf::error {
+       if (!is_feed_name(v))
+         return make_error(ec::invalid_config,
+                           "expected 1-63 characters of a-z, 0-9 and _");
+       o.source_publication = std::string{v};
+       return caf::none;
      }},
     {"data-dir", "directory for the stream store (created if missing)",
      [](const options& o) { return o.data_dir; },

@@ -35,6 +35,8 @@ struct options {
   std::chrono::milliseconds gc_sweep_interval{5 * 60 * 1000};
   std::chrono::milliseconds gc_idle_ttl{15 * 60 * 1000};
   std::chrono::milliseconds register_timeout{10000};
+  std::string source_slot = "ebridge";
+  std::string source_publication = "ebridge_entities";
   std::string config_file; // empty: no file
 };
 

@@ -45,6 +45,8 @@ fake_source(std::shared_ptr<source_record> rec) {
     [rec](ack_atom, bridge_actor&, uint64_t, source_cursor& at) {
       rec->acks.push_back(at);
     },
+    [](replicated_txn&) {},
+    [](feed_event&) {},
   };
 }
 

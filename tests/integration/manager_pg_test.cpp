@@ -62,6 +62,8 @@ source_actor::behavior_type source_behavior(std::shared_ptr<scripted_source> s) 
     },
     [](caf::unsubscribe_atom, bridge_actor&) {},
     [](ack_atom, bridge_actor&, uint64_t, source_cursor&) {},
+    [](replicated_txn&) {},
+    [](feed_event&) {},
   };
 }
 

@@ -1,0 +1,392 @@
+#include "actors/source.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "storage/database.hpp"
+
+namespace ebridge {
+
+namespace {
+
+using self_ptr = source_actor::stateful_pointer<source_state>;
+
+/// Modular order of 32-bit transaction ids, as Postgres compares them.
+bool xid_precedes(uint32_t a, uint32_t b) {
+  return static_cast<int32_t>(a - b) < 0;
+}
+
+/// Whether a snapshot saw the (committed) transaction `xid`.
+bool visible(const snapshot_result& snap, uint32_t xid) {
+  auto xmin = static_cast<uint32_t>(snap.xmin);
+  auto xmax = static_cast<uint32_t>(snap.xmax);
+  if (xid_precedes(xid, xmin))
+    return true;
+  if (!xid_precedes(xid, xmax))
+    return false;
+  return std::none_of(snap.xip.begin(), snap.xip.end(), [&](uint64_t x) {
+    return static_cast<uint32_t>(x) == xid;
+  });
+}
+
+/// Parses pg_current_snapshot()'s text, "xmin:xmax:xip,xip".
+bool parse_snapshot(const std::string& text, snapshot_result& out) {
+  std::istringstream in{text};
+  char colon1 = 0;
+  char colon2 = 0;
+  if (!(in >> out.xmin >> colon1 >> out.xmax >> colon2) || colon1 != ':'
+      || colon2 != ':')
+    return false;
+  uint64_t x = 0;
+  while (in >> x) {
+    out.xip.push_back(x);
+    char comma = 0;
+    if (!(in >> comma))
+      break;
+  }
+  return true;
+}
+
+/// The snapshot worker: blocking SQL, on a detached actor of its own.
+caf::behavior snapshotter(caf::event_based_actor*, std::string url) {
+  auto db = std::make_shared<pg_connection>(url, "ebridge-snapshot");
+  return {
+    [db](uint64_t subscriber, const std::string& tenant,
+         const std::string& tags) {
+      snapshot_result result;
+      result.subscriber = subscriber;
+      auto done = db->run([&](pqxx::connection& conn) {
+        pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx{conn};
+        auto head = tx.exec1("SELECT pg_current_snapshot()::text, "
+                             "pg_current_wal_lsn()::text");
+        if (!parse_snapshot(head[0].as<std::string>(), result))
+          throw std::runtime_error("unreadable pg_current_snapshot()");
+        auto lsn = parse_lsn(head[1].as<std::string>());
+        result.wal_lsn = lsn ? *lsn : 0;
+        auto rows = tx.exec_params(
+          "SELECT url, type, status, tags::text, spawn_args::text, parent, "
+          "type_revision::text, inbox_schemas::text, state_schemas::text, "
+          "created_at::text, updated_at::text FROM entities "
+          "WHERE tenant_id = $1 AND tags @> $2::jsonb",
+          tenant, tags);
+        auto opt = [](const pqxx::field& f) {
+          return f.is_null() ? std::optional<std::string>{}
+                             : std::optional<std::string>{f.c_str()};
+        };
+        for (auto r : rows) {
+          entity_columns c{opt(r[0]), opt(r[1]), opt(r[2]),  opt(r[3]),
+                           opt(r[4]), opt(r[5]), opt(r[6]),  opt(r[7]),
+                           opt(r[8]), opt(r[9]), opt(r[10])};
+          auto row = make_member_row(c);
+          if (row)
+            result.rows.push_back(std::move(*row));
+          else
+            log::error("source", "unreadable entity row; left out",
+                       {{"error", error_message(row.error())}});
+        }
+        tx.commit();
+        return true;
+      });
+      if (!done)
+        result.error = error_message(done.error());
+      return result;
+    },
+  };
+}
+
+std::string offset_of(uint64_t lsn) {
+  return format_lsn_offset(lsn);
+}
+
+/// One batch per subscriber concerned by a transaction.
+std::map<uint64_t, change_batch> route_txn(source_state& st,
+                                           const replicated_txn& txn) {
+  std::map<uint64_t, change_batch> batches;
+  for (auto& change : txn.changes) {
+    auto& any = change.new_row ? *change.new_row : *change.old_row;
+    std::optional<tag_set> old_tags;
+    std::optional<tag_set> new_tags;
+    if (change.old_row && change.old_row->columns.tags)
+      old_tags = row_tag_pairs(*change.old_row->columns.tags);
+    if (change.new_row && change.new_row->columns.tags)
+      new_tags = row_tag_pairs(*change.new_row->columns.tags);
+    std::optional<member_row> row;
+    if (change.new_row) {
+      auto made = make_member_row(change.new_row->columns);
+      if (!made) {
+        log::error("source", "unreadable entity row; change left out",
+                   {{"error", error_message(made.error())}});
+        continue;
+      }
+      row = std::move(*made);
+    }
+    auto key = change.new_row ? *change.new_row->columns.url
+                              : *change.old_row->columns.url;
+    // A tenant change moves the row between tenants: route old and new
+    // separately.
+    auto& new_tenant = any.tenant_id;
+    auto old_tenant = change.old_row ? change.old_row->tenant_id : new_tenant;
+    std::vector<std::pair<tag_index::id, routed_op>> routed;
+    if (old_tenant == new_tenant) {
+      routed = route(st.index, new_tenant, old_tags ? &*old_tags : nullptr,
+                     new_tags ? &*new_tags : nullptr);
+    } else {
+      routed = route(st.index, old_tenant, old_tags ? &*old_tags : nullptr,
+                     nullptr);
+      auto more = route(st.index, new_tenant, nullptr,
+                        new_tags ? &*new_tags : nullptr);
+      routed.insert(routed.end(), more.begin(), more.end());
+    }
+    for (auto& [who, op] : routed) {
+      auto& batch = batches[who];
+      if (op == routed_op::upsert)
+        batch.changes.push_back({change_op::update, key, row});
+      else
+        batch.changes.push_back({change_op::remove, key, std::nullopt});
+    }
+  }
+  for (auto& [who, batch] : batches) {
+    auto& sub = st.subscribers.at(who);
+    batch.subscription = sub.subscription;
+    batch.at = source_cursor{st.identity.handle(), offset_of(txn.end_lsn)};
+  }
+  return batches;
+}
+
+void refetch_all(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  log::warn("source", "every view must refetch",
+            {{"reason", why}, {"views", std::to_string(st.subscribers.size())}});
+  for (auto& [id, sub] : st.subscribers) {
+    self->send(sub.bridge, refetch_atom::value, sub.subscription);
+    st.index.remove(id);
+  }
+  st.subscribers.clear();
+  st.recent.clear();
+}
+
+void drop_subscriber(source_state& st, const bridge_actor& bridge) {
+  for (auto i = st.subscribers.begin(); i != st.subscribers.end(); ++i) {
+    if (i->second.bridge == bridge) {
+      st.index.remove(i->first);
+      st.subscribers.erase(i);
+      return;
+    }
+  }
+}
+
+/// Sends a live subscriber the recent transactions after its start.
+void replay(self_ptr self, uint64_t id) {
+  auto& st = self->state;
+  auto& sub = st.subscribers.at(id);
+  for (auto& txn : st.recent) {
+    if (txn.end_lsn <= sub.from)
+      continue;
+    auto batches = route_txn(st, txn);
+    if (auto i = batches.find(id); i != batches.end())
+      self->send(sub.bridge, std::move(i->second));
+  }
+}
+
+void finish_snapshot(self_ptr self, snapshot_result& snap) {
+  auto& st = self->state;
+  auto i = st.subscribers.find(snap.subscriber);
+  if (i == st.subscribers.end())
+    return; // the bridge went away meanwhile
+  auto& sub = i->second;
+  if (!snap.error.empty()) {
+    self->send(sub.bridge, source_error_atom::value, sub.subscription,
+               "snapshot failed: " + snap.error);
+    st.index.remove(i->first);
+    st.subscribers.erase(i);
+    return;
+  }
+  // The snapshot's rows at the position the subscription started from;
+  // then what arrived meanwhile and the snapshot did not see; then
+  // up-to-date at the last of those.
+  change_batch rows;
+  rows.subscription = sub.subscription;
+  rows.at = source_cursor{st.identity.handle(), offset_of(sub.from)};
+  for (auto& r : snap.rows) {
+    auto key = r.url;
+    rows.changes.push_back({change_op::insert, key, std::move(r)});
+  }
+  auto at = rows.at;
+  self->send(sub.bridge, std::move(rows));
+  for (auto& [xid, batch] : sub.buffer) {
+    if (visible(snap, xid))
+      continue;
+    at = batch.at;
+    self->send(sub.bridge, std::move(batch));
+  }
+  sub.buffer.clear();
+  snap.rows.clear();
+  sub.seen = std::move(snap);
+  sub.snapshotting = false;
+  self->send(sub.bridge, up_to_date_atom::value,
+             up_to_date_msg{sub.subscription, at});
+}
+
+} // namespace
+
+void source_state::confirm() {
+  if (!reader)
+    return;
+  auto lowest = position;
+  for (auto& [id, sub] : subscribers)
+    lowest = std::min(lowest, std::max(sub.acked, sub.from));
+  reader->confirm(lowest);
+}
+
+source_actor::behavior_type
+source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.snapshotter = self->spawn<caf::detached + caf::linked>(
+    snapshotter, st.cfg.replication.postgres_url);
+  auto me = caf::actor_cast<source_actor>(self);
+  st.reader = std::make_shared<replication_reader>(
+    st.cfg.replication,
+    [me](replicated_txn txn) { caf::anon_send(me, std::move(txn)); },
+    [me](feed_event e) { caf::anon_send(me, std::move(e)); });
+  if (auto err = st.reader->start()) {
+    log::error("source", "cannot start", {{"error", error_message(err)}});
+    self->quit(err);
+  }
+  auto reader = st.reader;
+  // The reader's thread must end with the actor.
+  self->attach_functor([reader] { reader->stop(); });
+  return {
+    [self](caf::subscribe_atom, bridge_actor& bridge, uint64_t subscription,
+           std::string& tenant, std::string& tags_json, source_cursor& from) {
+      auto& st = self->state;
+      drop_subscriber(st, bridge);
+      if (!st.connected) {
+        self->send(bridge, source_error_atom::value, subscription,
+                   std::string{"the replication feed is not connected"});
+        return;
+      }
+      auto tags = parse_tags(tags_json);
+      if (!tags) {
+        self->send(bridge, source_error_atom::value, subscription,
+                   error_message(tags.error()));
+        return;
+      }
+      auto id = st.next_id++;
+      source_state::subscriber sub;
+      sub.bridge = bridge;
+      sub.subscription = subscription;
+      sub.tenant = tenant;
+      sub.tags = *tags;
+      if (!from.empty()) {
+        auto lsn = parse_lsn_offset(from.offset);
+        bool same_feed = from.handle == st.identity.handle() && lsn;
+        // Behind the feed: serve it from the recent transactions if they
+        // reach back far enough, else it must resync.
+        auto oldest = st.recent.empty() ? st.position
+                                        : st.recent.front().end_lsn;
+        bool reachable = same_feed
+                         && (*lsn >= st.position
+                             || (!st.recent.empty() && *lsn >= oldest));
+        if (!reachable) {
+          self->send(bridge, refetch_atom::value, subscription);
+          return;
+        }
+        sub.from = *lsn;
+        sub.acked = *lsn;
+        st.index.add(id, tenant, sub.tags);
+        st.subscribers.emplace(id, std::move(sub));
+        replay(self, id);
+        return;
+      }
+      sub.from = st.position;
+      sub.acked = st.position;
+      sub.snapshotting = true;
+      st.index.add(id, tenant, sub.tags);
+      st.subscribers.emplace(id, std::move(sub));
+      self
+        ->request(st.snapshotter, caf::infinite, id, tenant,
+                  to_json(*tags))
+        .then([self](snapshot_result& snap) { finish_snapshot(self, snap); },
+              [self, id](caf::error& err) {
+                snapshot_result failed;
+                failed.subscriber = id;
+                failed.error = describe(err);
+                finish_snapshot(self, failed);
+              });
+    },
+    [self](caf::unsubscribe_atom, bridge_actor& bridge) {
+      drop_subscriber(self->state, bridge);
+      self->state.confirm();
+    },
+    [self](ack_atom, bridge_actor& bridge, uint64_t subscription,
+           source_cursor& at) {
+      auto& st = self->state;
+      auto lsn = parse_lsn_offset(at.offset);
+      if (!lsn || at.handle != st.identity.handle())
+        return;
+      for (auto& [id, sub] : st.subscribers)
+        if (sub.bridge == bridge && sub.subscription == subscription)
+          sub.acked = std::max(sub.acked, *lsn);
+      st.confirm();
+    },
+    [self](replicated_txn& txn) {
+      auto& st = self->state;
+      if (txn.end_lsn <= st.position)
+        return; // replayed after a reconnect: already routed
+      st.position = txn.end_lsn;
+      if (txn.truncated) {
+        refetch_all(self, "entities was truncated");
+        return;
+      }
+      auto batches = route_txn(st, txn);
+      for (auto& [id, batch] : batches) {
+        auto& sub = st.subscribers.at(id);
+        if (sub.snapshotting) {
+          sub.buffer.emplace_back(txn.xid, std::move(batch));
+          continue;
+        }
+        if (sub.seen) {
+          if (txn.commit_lsn > sub.seen->wal_lsn)
+            sub.seen.reset(); // past the snapshot: nothing more it saw
+          else if (visible(*sub.seen, txn.xid))
+            continue;
+        }
+        self->send(sub.bridge, std::move(batch));
+      }
+      st.recent.push_back(std::move(txn));
+      while (st.recent.size() > st.cfg.replay_buffer)
+        st.recent.pop_front();
+      if (st.subscribers.empty())
+        st.confirm();
+    },
+    [self](feed_event& e) {
+      auto& st = self->state;
+      if (e.what == feed_event::kind::disconnected) {
+        st.connected = false;
+        return;
+      }
+      bool same = e.identity.handle() == st.identity.handle();
+      if (!same && !st.identity.system_id.empty())
+        refetch_all(self, "the replication feed changed (" + e.identity.handle()
+                            + ")");
+      if (!same) {
+        st.identity = e.identity;
+        st.position = e.start_lsn;
+        st.recent.clear();
+      }
+      st.position = std::max(st.position, e.start_lsn);
+      st.connected = true;
+    },
+  };
+}
+
+} // namespace ebridge

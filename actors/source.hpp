@@ -1,0 +1,68 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/actors.hpp"
+#include "core/tag_index.hpp"
+#include "storage/replication.hpp"
+
+namespace ebridge {
+
+struct source_config {
+  replication_config replication;
+  /// Recent transactions kept to serve a resuming bridge whose cursor is a
+  /// little behind the feed (a restart); older cursors resync.
+  size_t replay_buffer = 10000;
+};
+
+struct source_state {
+  struct subscriber {
+    bridge_actor bridge;
+    uint64_t subscription = 0;
+    std::string tenant;
+    tag_set tags;
+    bool snapshotting = false;
+    /// Transactions routed to it while its snapshot is taken: (xid, batch).
+    std::vector<std::pair<uint32_t, change_batch>> buffer;
+    /// After its snapshot: transactions the snapshot saw are dropped until
+    /// the feed passes the snapshot's WAL position.
+    std::optional<snapshot_result> seen;
+    /// Where its feed starts: it gets transactions that end after this.
+    uint64_t from = 0;
+    /// What it acknowledged as durable.
+    uint64_t acked = 0;
+  };
+
+  source_config cfg;
+  std::shared_ptr<replication_reader> reader;
+  caf::actor snapshotter;
+  bool connected = false;
+  feed_identity identity;
+  /// The end of the last transaction seen.
+  uint64_t position = 0;
+  std::deque<replicated_txn> recent;
+  tag_index index;
+  uint64_t next_id = 1;
+  std::map<uint64_t, subscriber> subscribers;
+
+  /// Tells Postgres what every subscriber made durable.
+  void confirm();
+
+  static inline const char* name = "source";
+};
+
+/// The built-in change source: Postgres logical replication, routed through
+/// a tag index to the bridges whose views a change enters, stays in or
+/// leaves; one batch per transaction per bridge. Bootstraps take a snapshot
+/// (REPEATABLE READ with pg_current_snapshot()) while the others stay live,
+/// and drop what the snapshot already saw.
+source_actor::behavior_type
+source(source_actor::stateful_pointer<source_state> self, source_config cfg);
+
+} // namespace ebridge
