@@ -14,6 +14,13 @@ psql -X -q "$TEST_DATABASE_URL" -c "CREATE DATABASE $db_name" >/dev/null || exit
 TEST_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db_name"
 cleanup() {
   [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null
+  # The slot pins the database: drop it first (once its walsender is gone).
+  for _ in 1 2 3 4 5; do
+    psql -X -q "${TEST_DATABASE_URL%/*}/postgres" -c "SELECT \
+      pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+      WHERE slot_name = '$db_name' AND NOT active" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
   psql -X -q "${TEST_DATABASE_URL%/*}/postgres" \
     -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1
   rm -rf "$work"
@@ -77,7 +84,7 @@ expect "unwritable data dir" 2 'data-dir' \
 
 # serve: port 0 picks a free port; the log line says which.
 "$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=127.0.0.1:0 \
-  --http.max-body=1048576 --bridge.register-timeout=300ms \
+  --http.max-body=1048576 --source.slot="$db_name" \
   --data-dir="$work/data" serve >"$work/log" 2>&1 &
 server_pid=$!
 port=""
@@ -116,9 +123,9 @@ else
     curl -s -w ' %{http_code}' -X POST -d '{"tags":' "$ensure"
   expect "register refuses a body that is not an object" 0 'INVALID_REQUEST.* 400$' \
     curl -s -w ' %{http_code}' -X POST -d '[1]' "$ensure"
-  # No change source yet: the bounded wait ends in 503 with Retry-After.
-  expect "register without a change source answers 503 in bounded time" 0 \
-    'Retry-After: 2' curl -s -i -m 5 -X POST -d '{"tags":{"team":"infra"}}' "$ensure"
+  expect "register answers the ref and stream URL" 0 \
+    '^\{"sourceRef":"4920763acf711bdc","streamUrl":"/_entities/4920763acf711bdc"\} 200$' \
+    curl -s -m 10 -w ' %{http_code}' -X POST -d '{"tags":{"team":"infra"}}' "$ensure"
   ref=$("$ebridge" ref '{"team":"infra"}' | awk '/^sourceRef/ {print $2}')
   expect "the bridge stream exists and reads as an empty JSON array" 0 '^\[\] 200$' \
     curl -s -w ' %{http_code}' "$base/_entities/$ref?offset=-1"
