@@ -19,10 +19,20 @@
 //              aggregate MB/s (MB = 10^6 bytes of response body). No
 //              Accept-Encoding is sent, so no server compresses.
 //
-// Also samples the server's CPU (/proc/PID/stat) and this generator's CPU
+// Also samples the server's CPU (/proc/PID/stat) and the generator's CPU
 // over each measured window, and the server's peak RSS (VmHWM) at the end.
-// The generator is one Node process on the same machine as the server, so the
-// numbers are lower bounds when the generator's CPU is high.
+// The generator runs on the same machine as the server, so the numbers are
+// lower bounds when the generator's CPU is high.
+//
+// Generators. A Node process costs ~150 µs of CPU per request, which on one
+// core caps writes and catch-up below what the servers can do. So by default
+// the measured parts of writes-N and catchup are driven by ebridge_loadgen
+// (bench/loadgen.cpp: C++, Boost.Beast on Asio, one thread unless
+// --generator-threads N), with the same semantics as the Node code below; it
+// prints one JSON line, which this driver folds into the same result shape.
+// Setup that is not measured (catch-up pre-fill and check) and the read-back
+// integrity checks stay here, and SSE is always driven from Node.
+// --node-generator drives everything from Node, as before, for comparison.
 //
 // Usage:
 //   node bench.mjs drive --url http://127.0.0.1:PORT --label NAME --pid PID \
@@ -30,12 +40,15 @@
 //        [--body-bytes 256] [--subscribers 100] [--rate 100]
 //        [--catchup-mb 10] [--catchup-msg-bytes 1024] [--readers 100]
 //        [--workloads writes,sse,catchup]
+//        [--loadgen PATH (default build/ebridge_loadgen)]
+//        [--generator-threads 1] [--node-generator]
 //   node bench.mjs report FILE.json...      one table, ratios vs the first file
 //
-// Load generation uses only Node built-ins (http with keep-alive Agents).
+// Node load generation uses only Node built-ins (http with keep-alive Agents).
 
 import http from "node:http";
 import fs from "node:fs";
+import { execFile } from "node:child_process";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
@@ -161,6 +174,32 @@ async function readAllJson(target, agent, path) {
   }
 }
 
+/**
+ * Runs ebridge_loadgen MODE ARGS... and resolves with the JSON line it prints
+ * on stdout; rejects if it fails or prints {"error": ...}. Its stderr is
+ * passed through.
+ */
+function runLoadgen(ctx, mode, args) {
+  const { opt } = ctx;
+  const argv = [mode, "--url", ctx.url, "--threads", String(opt.generatorThreads), ...args];
+  if (ctx.pid) argv.push("--pid", String(ctx.pid));
+  return new Promise((resolve, reject) => {
+    const child = execFile(opt.loadgen, argv, { maxBuffer: 64 << 20 }, (err, stdout) => {
+      const line = stdout.trim().split("\n").pop() ?? "";
+      let out = null;
+      try {
+        out = JSON.parse(line);
+      } catch {
+        // reported below
+      }
+      if (out?.error) return reject(new Error(`ebridge_loadgen: ${out.error}`));
+      if (err || !out) return reject(new Error(`ebridge_loadgen ${mode} failed: ${err?.message ?? `bad output: ${line.slice(0, 200)}`}`));
+      resolve(out);
+    });
+    child.stderr.pipe(process.stderr);
+  });
+}
+
 // CPU of the server (from /proc) and of this process, over a window.
 const CLK_TCK = 100; // USER_HZ; 100 on every Linux we run on
 function serverCpuSeconds(pid) {
@@ -199,8 +238,59 @@ function memoryOf(pid) {
 
 // ---------------------------------------------------------------- workloads
 
+/** Reads back what a few producers had accepted; returns the mismatches. */
+async function writesIntegrity(target, agent, base, streams, accepted) {
+  const integrity = [];
+  for (const i of [0, Math.floor(streams / 2), streams - 1]) {
+    try {
+      const { messages } = await readAllJson(target, agent, `${base}/s${i}`);
+      if (messages !== accepted[i]) integrity.push(`s${i}: accepted ${accepted[i]} appends, read back ${messages}`);
+    } catch (e) {
+      integrity.push(`s${i}: read back failed: ${e.message}`);
+    }
+  }
+  return integrity;
+}
+
+/**
+ * writes-N driven by ebridge_loadgen: it creates the N streams (PUT, one
+ * connection per stream, all connected before the clock starts) and runs the
+ * producers exactly as writesNode below does; then the same read-back check.
+ */
+async function writesLoadgen(ctx, streams) {
+  const { target, opt } = ctx;
+  const base = `${ctx.prefix}/w${streams}`;
+  const r = await runLoadgen(ctx, "writes", [
+    "--base", base,
+    "--streams", String(streams),
+    "--body-bytes", String(opt.bodyBytes),
+    "--warmup", String(opt.warmup),
+    "--duration", String(opt.duration),
+  ]);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const integrity = await writesIntegrity(target, agent, base, streams, r.accepted);
+  agent.destroy();
+  return {
+    streams,
+    setupSeconds: r.setupSeconds,
+    connections: r.connections,
+    appendsPerSec: r.appendsPerSec,
+    latencyMs: r.latencyMs,
+    duplicates: r.duplicates,
+    failures: r.failures,
+    integrity,
+    cpu: r.cpu,
+    generatorThreads: r.threads,
+  };
+}
+
 /** N streams, one producer each, one append in flight per stream. */
 async function writes(ctx, streams) {
+  return ctx.opt.nodeGenerator ? writesNode(ctx, streams) : writesLoadgen(ctx, streams);
+}
+
+/** writes-N driven from this Node process. */
+async function writesNode(ctx, streams) {
   const { target, opt, pid } = ctx;
   const agent = new http.Agent({ keepAlive: true, maxSockets: streams + 8, maxFreeSockets: streams + 8 });
   const base = `${ctx.prefix}/w${streams}`;
@@ -269,15 +359,7 @@ async function writes(ctx, streams) {
   if (cpuUse === null && cpu !== null) cpuUse = cpuSince(pid, cpu);
 
   // Integrity: what a few producers had accepted must read back exactly.
-  const integrity = [];
-  for (const i of [0, Math.floor(streams / 2), streams - 1]) {
-    try {
-      const { messages } = await readAllJson(target, agent, `${base}/s${i}`);
-      if (messages !== accepted[i]) integrity.push(`s${i}: accepted ${accepted[i]} appends, read back ${messages}`);
-    } catch (e) {
-      integrity.push(`s${i}: read back failed: ${e.message}`);
-    }
-  }
+  const integrity = await writesIntegrity(target, agent, base, streams, accepted);
   agent.destroy();
 
   const lat = latencyStats(latencies);
@@ -500,6 +582,29 @@ async function catchup(ctx) {
   // Check once that everything comes back (also warms caches for every server alike).
   const check = await readAllJson(target, agent, path);
   const integrity = check.messages === total ? [] : [`wrote ${total} messages, read back ${check.messages}`];
+  const setup = { readers: opt.readers, messages: total, fillSeconds, pagesPerReader: check.pages };
+
+  if (!opt.nodeGenerator) {
+    // The measured rounds, from ebridge_loadgen (same rules as below).
+    agent.destroy();
+    const r = await runLoadgen(ctx, "catchup", [
+      "--path", path,
+      "--readers", String(opt.readers),
+      "--duration", String(opt.duration),
+    ]);
+    return {
+      ...setup,
+      rounds: r.rounds,
+      seconds: r.seconds,
+      bytes: r.bytes,
+      mbPerSec: r.mbPerSec,
+      completedReads: r.completedReads,
+      integrity,
+      failures: r.failures,
+      cpu: r.cpu,
+      generatorThreads: r.threads,
+    };
+  }
 
   const reader = async () => {
     let offset = "-1";
@@ -540,10 +645,7 @@ async function catchup(ctx) {
   agent.destroy();
 
   return {
-    readers: opt.readers,
-    messages: total,
-    fillSeconds,
-    pagesPerReader: check.pages,
+    ...setup,
     rounds,
     seconds,
     bytes,
@@ -575,6 +677,9 @@ async function drive(argv) {
       "catchup-msg-bytes": { type: "string", default: "1024" },
       readers: { type: "string", default: "100" },
       workloads: { type: "string", default: "writes,sse,catchup" },
+      loadgen: { type: "string", default: new URL("../../build/ebridge_loadgen", import.meta.url).pathname },
+      "generator-threads": { type: "string", default: "1" },
+      "node-generator": { type: "boolean", default: false },
     },
   });
   if (!values.url) throw new Error("--url is required");
@@ -590,8 +695,19 @@ async function drive(argv) {
     catchupMsgBytes: Number(values["catchup-msg-bytes"]),
     readers: Number(values.readers),
     workloads: values.workloads.split(","),
+    nodeGenerator: values["node-generator"],
+    loadgen: values.loadgen,
+    generatorThreads: Number(values["generator-threads"]),
   };
+  if (!opt.nodeGenerator && (opt.workloads.includes("writes") || opt.workloads.includes("catchup"))) {
+    try {
+      fs.accessSync(opt.loadgen, fs.constants.X_OK);
+    } catch {
+      throw new Error(`no load generator at ${opt.loadgen} (ninja -C build ebridge_loadgen, or --node-generator)`);
+    }
+  }
   const ctx = {
+    url: values.url,
     target: { host: url.hostname, port: Number(url.port) },
     opt,
     pid: values.pid ? Number(values.pid) : null,
@@ -602,6 +718,9 @@ async function drive(argv) {
     url: values.url,
     date: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
+    generator: opt.nodeGenerator
+      ? { writes: "node", catchup: "node", sse: "node", threads: 1 }
+      : { writes: "ebridge_loadgen", catchup: "ebridge_loadgen", sse: "node", threads: opt.generatorThreads },
     options: opt,
     workloads: {},
     memory: null,
@@ -686,7 +805,8 @@ function report(files) {
   }
   function cpuCell(w) {
     if (!w?.cpu) return null;
-    const mark = w.cpu.generatorPct >= GENERATOR_BOUND ? "*" : "";
+    // A generator with T threads can use T cores.
+    const mark = w.cpu.generatorPct >= GENERATOR_BOUND * (w.generatorThreads ?? 1) ? "*" : "";
     return `${fmt(w.cpu.serverPct, 0)} / ${fmt(w.cpu.generatorPct, 0)}${mark}`;
   }
 
@@ -718,9 +838,25 @@ function report(files) {
       `\ncatch-up: MB = 10^6 bytes of response bodies, ${opt.catchupMsgBytes}-byte messages, no compression.` +
       `\nCPU %: of one core over the measured window (the machine has ${ref.host.cpus} cores);` +
       ` server CPU per unit of work does not depend on how hard the generator pushed.` +
-      `\nThe load generator is a single Node process sharing the ${ref.host.cpus} cores with the server,` +
+      `\nThe load generator shares the ${ref.host.cpus} cores with the server,` +
       ` so every number is a lower bound for the server.` +
-      `\n* generator at >= ${GENERATOR_BOUND}% of a core: there the generator, not the server, probably limits the rate.`,
+      `\n* generator at >= ${GENERATOR_BOUND}% of a core (per generator thread): there the generator, not the server,` +
+      ` probably limits the rate.`,
+  );
+  // Which generator drove what, per server (older result files: all Node).
+  const generatorOf = (r) => {
+    const g = r.generator ?? { writes: "node", catchup: "node", sse: "node", threads: 1 };
+    const name = (kind) =>
+      kind === "node" ? "Node (bench.mjs, one process)" : `ebridge_loadgen (C++ Beast/Asio, ${g.threads} thread${g.threads === 1 ? "" : "s"})`;
+    return g.writes === g.catchup && g.catchup === g.sse
+      ? `${name(g.writes)} for all workloads`
+      : `writes + catch-up: ${name(g.writes)}; SSE: ${name(g.sse)}`;
+  };
+  const generators = results.map(generatorOf);
+  console.log(
+    generators.every((g) => g === generators[0])
+      ? `load generator: ${generators[0]}`
+      : results.map((r, i) => `load generator for ${r.label}: ${generators[i]}`).join("\n"),
   );
 
   // Details of anything that failed.
