@@ -98,6 +98,19 @@ struct registry_store::impl {
   explicit impl(std::string url) : db(std::move(url), "ebridge-registry") {
     // nop
   }
+
+  /// Runs one parameterized statement that changes rows; true if it
+  /// changed any.
+  template <class... Ts>
+  caf::expected<bool> modify(const std::string& sql, const Ts&... args) {
+    return db.run([&](pqxx::connection& conn) {
+      pqxx::work tx{conn};
+      auto r = tx.exec_params(sql, args...);
+      tx.commit();
+      return r.affected_rows() > 0;
+    });
+  }
+
   pg_connection db;
 };
 
@@ -166,15 +179,10 @@ caf::expected<bool> registry_store::touch(const std::string& tenant,
                                           const std::string& ref) {
   if (auto err = check_key(tenant, ref))
     return err;
-  return impl_->db.run([&](pqxx::connection& conn) {
-    pqxx::work tx{conn};
-    auto r = tx.exec_params("UPDATE entity_bridges "
-                            "SET last_observer_activity_at = now() "
-                            "WHERE tenant_id = $1 AND source_ref = $2",
-                            tenant, ref);
-    tx.commit();
-    return r.affected_rows() > 0;
-  });
+  return impl_->modify("UPDATE entity_bridges "
+                        "SET last_observer_activity_at = now() "
+                        "WHERE tenant_id = $1 AND source_ref = $2",
+                        tenant, ref);
 }
 
 caf::expected<bridge_row> registry_store::get_bridge(const std::string& tenant,
@@ -228,14 +236,9 @@ caf::expected<bool> registry_store::delete_bridge(const std::string& tenant,
                                                   const std::string& ref) {
   if (auto err = check_key(tenant, ref))
     return err;
-  return impl_->db.run([&](pqxx::connection& conn) {
-    pqxx::work tx{conn};
-    auto r = tx.exec_params("DELETE FROM entity_bridges "
-                            "WHERE tenant_id = $1 AND source_ref = $2",
-                            tenant, ref);
-    tx.commit();
-    return r.affected_rows() > 0;
-  });
+  return impl_->modify("DELETE FROM entity_bridges "
+                        "WHERE tenant_id = $1 AND source_ref = $2",
+                        tenant, ref);
 }
 
 caf::expected<bool>
@@ -243,16 +246,11 @@ registry_store::delete_stale_bridge(const std::string& tenant,
                                     const std::string& ref, int64_t before_ms) {
   if (auto err = check_key(tenant, ref))
     return err;
-  return impl_->db.run([&](pqxx::connection& conn) {
-    pqxx::work tx{conn};
-    auto r = tx.exec_params("DELETE FROM entity_bridges "
-                            "WHERE tenant_id = $1 AND source_ref = $2 AND "
-                            "last_observer_activity_at < "
-                            "to_timestamp($3::bigint / 1000.0)",
-                            tenant, ref, before_ms);
-    tx.commit();
-    return r.affected_rows() > 0;
-  });
+  return impl_->modify("DELETE FROM entity_bridges "
+                        "WHERE tenant_id = $1 AND source_ref = $2 AND "
+                        "last_observer_activity_at < "
+                        "to_timestamp($3::bigint / 1000.0)",
+                        tenant, ref, before_ms);
 }
 
 caf::expected<std::vector<bridge_row>> registry_store::list_all_bridges() {
@@ -274,30 +272,20 @@ caf::expected<bool> registry_store::update_cursor(const std::string& tenant,
     return err;
   if (auto err = check_text("cursor offset", offset, 1024))
     return err;
-  return impl_->db.run([&](pqxx::connection& conn) {
-    pqxx::work tx{conn};
-    auto r = tx.exec_params("UPDATE entity_bridges SET shape_handle = $3, "
-                            "shape_offset = $4, updated_at = now() "
-                            "WHERE tenant_id = $1 AND source_ref = $2",
-                            tenant, ref, handle, offset);
-    tx.commit();
-    return r.affected_rows() > 0;
-  });
+  return impl_->modify("UPDATE entity_bridges SET shape_handle = $3, "
+                        "shape_offset = $4, updated_at = now() "
+                        "WHERE tenant_id = $1 AND source_ref = $2",
+                        tenant, ref, handle, offset);
 }
 
 caf::expected<bool> registry_store::clear_cursor(const std::string& tenant,
                                                  const std::string& ref) {
   if (auto err = check_key(tenant, ref))
     return err;
-  return impl_->db.run([&](pqxx::connection& conn) {
-    pqxx::work tx{conn};
-    auto r = tx.exec_params("UPDATE entity_bridges SET shape_handle = NULL, "
-                            "shape_offset = NULL, updated_at = now() "
-                            "WHERE tenant_id = $1 AND source_ref = $2",
-                            tenant, ref);
-    tx.commit();
-    return r.affected_rows() > 0;
-  });
+  return impl_->modify("UPDATE entity_bridges SET shape_handle = NULL, "
+                        "shape_offset = NULL, updated_at = now() "
+                        "WHERE tenant_id = $1 AND source_ref = $2",
+                        tenant, ref);
 }
 
 caf::expected<std::vector<std::string>>

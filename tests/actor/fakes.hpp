@@ -20,6 +20,13 @@
 
 namespace ebridge::test {
 
+/// The actor system config of the actor tests: ebridge's types registered.
+struct actor_test_config : caf::actor_system_config {
+  actor_test_config() {
+    register_types(*this);
+  }
+};
+
 /// What the fake source saw.
 struct source_record {
   struct subscription {

@@ -13,13 +13,7 @@ namespace {
 
 constexpr const char* tags_x = R"({"team":"infra"})";
 
-struct config : caf::actor_system_config {
-  config() {
-    register_types(*this);
-  }
-};
-
-struct fixture : test_coordinator_fixture<config> {
+struct fixture : test_coordinator_fixture<actor_test_config> {
   fixture() {
     src = std::make_shared<source_record>();
     snk = std::make_shared<sink_record>();

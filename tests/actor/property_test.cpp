@@ -26,12 +26,6 @@ namespace {
 
 constexpr const char* view_tags = R"({"team":"infra"})";
 
-struct config : caf::actor_system_config {
-  config() {
-    register_types(*this);
-  }
-};
-
 std::string offset_text(int n) {
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%010d", n);
@@ -46,7 +40,7 @@ struct entity {
   int version = 0;
 };
 
-struct fixture : test_coordinator_fixture<config> {
+struct fixture : test_coordinator_fixture<actor_test_config> {
   std::shared_ptr<source_record> src = std::make_shared<source_record>();
   std::shared_ptr<sink_record> snk = std::make_shared<sink_record>();
   std::shared_ptr<registry_record> reg = std::make_shared<registry_record>();
