@@ -171,6 +171,7 @@ void refetch_all(self_ptr self, const std::string& why) {
   }
   st.subscribers.clear();
   st.recent.clear();
+  st.recent_base = st.position;
 }
 
 void drop_subscriber(source_state& st, const bridge_actor& bridge) {
@@ -291,11 +292,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
         bool same_feed = from.handle == st.identity.handle() && lsn;
         // Behind the feed: serve it from the recent transactions if they
         // reach back far enough, else it must resync.
-        auto oldest = st.recent.empty() ? st.position
-                                        : st.recent.front().end_lsn;
-        bool reachable = same_feed
-                         && (*lsn >= st.position
-                             || (!st.recent.empty() && *lsn >= oldest));
+        bool reachable = same_feed && *lsn >= st.recent_base;
         if (!reachable) {
           self->send(bridge, refetch_atom::value, subscription);
           return;
@@ -363,8 +360,10 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
         self->send(sub.bridge, std::move(batch));
       }
       st.recent.push_back(std::move(txn));
-      while (st.recent.size() > st.cfg.replay_buffer)
+      while (st.recent.size() > st.cfg.replay_buffer) {
+        st.recent_base = st.recent.front().end_lsn;
         st.recent.pop_front();
+      }
       if (st.subscribers.empty())
         st.confirm();
     },
@@ -382,6 +381,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
         st.identity = e.identity;
         st.position = e.start_lsn;
         st.recent.clear();
+        st.recent_base = e.start_lsn;
       }
       st.position = std::max(st.position, e.start_lsn);
       st.connected = true;

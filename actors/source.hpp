@@ -47,6 +47,8 @@ struct source_state {
   /// The end of the last transaction seen.
   uint64_t position = 0;
   std::deque<replicated_txn> recent;
+  /// Where `recent` starts: a cursor at or after it can be served from it.
+  uint64_t recent_base = 0;
   tag_index index;
   uint64_t next_id = 1;
   std::map<uint64_t, subscriber> subscribers;
