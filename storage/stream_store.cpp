@@ -431,16 +431,20 @@ struct stream_store::impl {
         }
       }
     }
-    for (auto& fn : wake)
-      fn();
+    // The writer's answer first: its fan-out to readers can wait a moment,
+    // the writer should not wait for it.
     if (op.done)
       op.done(std::move(op.result));
+    for (auto& fn : wake)
+      fn();
   }
 
   // -- operations -------------------------------------------------------------
 
   /// Validates an append against the stream's submitted state and, when it
-  /// is accepted, advances that state and queues the write.
+  /// is accepted, advances that state and queues the write. Queued under
+  /// the stream's lock: the writer must see one stream's operations in the
+  /// order their positions were assigned.
   void submit_append(const entry_ptr& ep, append_request& req,
                      write_callback& done) {
     auto& e = *ep;
@@ -486,7 +490,6 @@ struct stream_store::impl {
           op.tail_after = e.tail;
           op.result = std::move(r);
           op.done = std::move(done);
-          guard.unlock();
           enqueue(std::move(op));
           return;
         }
@@ -525,7 +528,6 @@ struct stream_store::impl {
         op.tail_after = e.tail;
         op.result = make_result(store_status::ok, e);
         op.done = std::move(done);
-        guard.unlock();
         enqueue(std::move(op));
         return;
       }
@@ -583,7 +585,6 @@ struct stream_store::impl {
       op.result.producer_seq = producer->seq;
     }
     op.done = std::move(done);
-    guard.unlock();
     enqueue(std::move(op));
   }
 
@@ -834,6 +835,9 @@ void stream_store::create(const std::string& name, create_request req,
   op.closes = e->closed;
   op.result = make_result(store_status::ok, *e);
   op.done = std::move(done);
+  // Held until the create is queued: an append that finds the new stream
+  // must queue after it.
+  std::lock_guard<std::mutex> own{e->mtx};
   {
     std::lock_guard<std::mutex> guard{st.map_mtx};
     auto [it, inserted] = st.streams.emplace(name, e);
@@ -911,13 +915,11 @@ void stream_store::flush(const std::string& name, write_callback done) {
     return;
   }
   pending_op op;
-  {
-    std::lock_guard<std::mutex> guard{e->mtx};
-    op.tail_after = e->tail;
-    op.result = make_result(e->broken ? store_status::unavailable
-                                      : store_status::ok,
-                            *e);
-  }
+  std::lock_guard<std::mutex> guard{e->mtx};
+  op.tail_after = e->tail;
+  op.result = make_result(e->broken ? store_status::unavailable
+                                    : store_status::ok,
+                          *e);
   op.entry = e;
   op.done = std::move(done);
   impl_->enqueue(std::move(op));

@@ -254,6 +254,34 @@ CAF_TEST(concurrent appends to many streams are all durable once) {
   }
 }
 
+CAF_TEST(concurrent appends to one stream keep every writer in order) {
+  create("/one");
+  constexpr int writers = 8;
+  constexpr int per_writer = 100;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w)
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < per_writer; ++i)
+        append("/one", {"[" + std::to_string(w) + "," + std::to_string(i)
+                        + "]"});
+    });
+  for (auto& t : threads)
+    t.join();
+  for (int pass = 0; pass < 2; ++pass) {
+    auto msgs = read_all("/one");
+    CAF_REQUIRE_EQUAL(msgs.size(), static_cast<size_t>(writers * per_writer));
+    std::vector<int> next(writers, 0);
+    for (auto& m : msgs) {
+      auto comma = m.find(',');
+      auto w = std::stoi(m.substr(1, comma - 1));
+      auto i = std::stoi(m.substr(comma + 1));
+      CAF_CHECK_EQUAL(i, next[w]);
+      next[w] = i + 1;
+    }
+    reopen(); // the same order after recovery
+  }
+}
+
 CAF_TEST(waiters wake on durable data and on close) {
   create("/w");
   std::promise<void> woke;
