@@ -102,7 +102,7 @@ int run_serve(const options& opts) {
     return rc;
 
   // Declared before the actor system so that it outlives it.
-  io_runtime io{1};
+  io_runtime io{opts.http_threads};
   // After io: its writer's last callbacks may still post to io.
   stream_store::config store_cfg;
   store_cfg.directory = opts.data_dir;

@@ -126,6 +126,15 @@ const std::vector<option_info>& option_table() {
      [](options& o, std::string_view v) -> caf::error {
        return set_positive_duration(o.long_poll_timeout, v);
      }},
+    {"http.threads", "threads serving HTTP (default: CPU cores)",
+     [](const options& o) { return std::to_string(o.http_threads); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 1, 64);
+       if (!n)
+         return n.error();
+       o.http_threads = *n;
+       return caf::none;
+     }},
     {"http.max-body", "largest request body in bytes (413 beyond)",
      [](const options& o) { return std::to_string(o.http_max_body); },
      [](options& o, std::string_view v) -> caf::error {
@@ -379,6 +388,7 @@ caf::expected<invocation> parse_invocation(const std::vector<std::string>& args,
                                            const environment& env) {
   invocation result;
   result.opts.max_threads = std::max(1u, std::thread::hardware_concurrency());
+  result.opts.http_threads = result.opts.max_threads;
   // Command-line options, kept aside so that they win over file and env.
   std::vector<std::pair<std::string, std::string>> cli;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -465,6 +475,7 @@ std::string help_text() {
          "  -V, --version  show the version\n";
   options defaults;
   defaults.max_threads = std::max(1u, std::thread::hardware_concurrency());
+  defaults.http_threads = defaults.max_threads;
   for (auto& info : option_table()) {
     out << "  --" << info.key << "=VALUE\n      " << info.help << "\n      env "
         << env_name(info.key) << ", default " << info.show(defaults) << "\n";

@@ -32,6 +32,7 @@ struct options {
   std::chrono::milliseconds registry_timeout{5000};
   std::chrono::milliseconds long_poll_timeout{20000};
   size_t http_max_body = 32 << 20;
+  size_t http_threads = 2;
   std::chrono::milliseconds gc_sweep_interval{5 * 60 * 1000};
   std::chrono::milliseconds gc_idle_ttl{15 * 60 * 1000};
   std::chrono::milliseconds register_timeout{10000};

@@ -87,7 +87,9 @@ namespace {
 class asio_timer : public io_runtime::timer,
                    public std::enable_shared_from_this<asio_timer> {
 public:
-  explicit asio_timer(asio::io_context& ioc) : timer_(ioc) {
+  // On a strand of its own: with several io threads, a cancel must not run
+  // beside the timer's completion.
+  explicit asio_timer(asio::io_context& ioc) : timer_(asio::make_strand(ioc)) {
     // nop
   }
 
