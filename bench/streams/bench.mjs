@@ -8,9 +8,10 @@
 //              stream, each a 256-byte JSON string; after a warm-up, counts
 //              the 200 answers for a fixed time: appends/s, p50/p99 latency.
 //   sse        one stream, S SSE subscribers (default 100) from offset=now,
-//              one writer appending {"i":k,"t":performance.now()} at R/s
+//              one writer appending {"i":k,"t":<send time>} at R/s
 //              (default 100) for the duration; latency = receive time - t,
-//              measured at each subscriber (same process, same clock).
+//              measured at each subscriber (same process, same clock). Also
+//              the writer's POST latency (t to the 200), for a breakdown.
 //   catchup    pre-fills one stream with 10 MB of 1 KB JSON messages (batched
 //              POSTs), checks that one reader gets every message back, then
 //              has 100 concurrent readers each read the whole stream from
@@ -25,14 +26,15 @@
 // lower bounds when the generator's CPU is high.
 //
 // Generators. A Node process costs ~150 µs of CPU per request, which on one
-// core caps writes and catch-up below what the servers can do. So by default
-// the measured parts of writes-N and catchup are driven by ebridge_loadgen
+// core caps writes and catch-up below what the servers can do, and its event
+// loop adds its own delay to SSE latencies. So by default the measured parts
+// of writes-N, sse and catchup are driven by ebridge_loadgen
 // (bench/loadgen.cpp: C++, Boost.Beast on Asio, one thread unless
 // --generator-threads N), with the same semantics as the Node code below; it
 // prints one JSON line, which this driver folds into the same result shape.
 // Setup that is not measured (catch-up pre-fill and check) and the read-back
-// integrity checks stay here, and SSE is always driven from Node.
-// --node-generator drives everything from Node, as before, for comparison.
+// integrity checks stay here. --node-generator drives everything from Node,
+// as before, for comparison.
 //
 // Usage:
 //   node bench.mjs drive --url http://127.0.0.1:PORT --label NAME --pid PID \
@@ -42,6 +44,7 @@
 //        [--workloads writes,sse,catchup]
 //        [--loadgen PATH (default build/ebridge_loadgen)]
 //        [--generator-threads 1] [--node-generator]
+//        [--sse-raw FILE.csv (loadgen: per-event, per-subscriber latencies)]
 //   node bench.mjs report FILE.json...      one table, ratios vs the first file
 //
 // Node load generation uses only Node built-ins (http with keep-alive Agents).
@@ -407,6 +410,31 @@ function sseParser(onEvent) {
 
 /** One stream, S SSE subscribers from offset=now, one writer at R events/s. */
 async function sseFanout(ctx) {
+  return ctx.opt.nodeGenerator ? sseNode(ctx) : sseLoadgen(ctx);
+}
+
+/**
+ * sse driven by ebridge_loadgen: it creates the stream (PUT), connects the
+ * subscribers, and runs the writer exactly as sseNode below does (t is
+ * steady_clock ns in the generator; latencies in ms).
+ */
+async function sseLoadgen(ctx) {
+  const { opt } = ctx;
+  const args = [
+    "--path", `${ctx.prefix}/sse`,
+    "--subscribers", String(opt.subscribers),
+    "--rate", String(opt.rate),
+    "--warmup", String(opt.warmup),
+    "--duration", String(opt.duration),
+  ];
+  if (opt.sseRaw) args.push("--raw", opt.sseRaw);
+  const r = await runLoadgen(ctx, "sse", args);
+  const { mode, threads, ...rest } = r;
+  return { ...rest, generatorThreads: threads };
+}
+
+/** sse driven from this Node process. */
+async function sseNode(ctx) {
   const { target, opt, pid } = ctx;
   const path = `${ctx.prefix}/sse`;
   const agent = new http.Agent({ keepAlive: true, maxSockets: opt.subscribers + 8 });
@@ -414,6 +442,7 @@ async function sseFanout(ctx) {
 
   const failures = new Failures();
   const latencies = [];
+  const appendLatencies = []; // writer: t to the POST's answer, measured events
   let firstMeasured = Infinity; // index of the first event sent after warm-up
   let lastMeasured = -1;
   let delivered = 0; // measured events delivered, summed over subscribers
@@ -522,8 +551,10 @@ async function sseFanout(ctx) {
       },
       body,
     });
-    if (r.status === 200) sent += t >= measureFrom ? 1 : 0;
-    else failures.add(r.status === 0 ? "transport" : `HTTP ${r.status}`, `SSE writer k=${k}: ${describe(r)}`);
+    if (r.status === 200 && t >= measureFrom) {
+      sent++;
+      appendLatencies.push(now() - t);
+    } else if (r.status !== 200) failures.add(r.status === 0 ? "transport" : `HTTP ${r.status}`, `SSE writer k=${k}: ${describe(r)}`);
   }
   const cpuUse = cpu ? cpuSince(pid, cpu) : null;
 
@@ -546,6 +577,7 @@ async function sseFanout(ctx) {
     deliveredPct: expected ? (100 * delivered) / expected : null,
     reconnects,
     latencyMs: latencyStats(latencies),
+    appendLatencyMs: latencyStats(appendLatencies),
     failures: failures.toJSON(),
     cpu: cpuUse,
   };
@@ -680,6 +712,7 @@ async function drive(argv) {
       loadgen: { type: "string", default: new URL("../../build/ebridge_loadgen", import.meta.url).pathname },
       "generator-threads": { type: "string", default: "1" },
       "node-generator": { type: "boolean", default: false },
+      "sse-raw": { type: "string" },
     },
   });
   if (!values.url) throw new Error("--url is required");
@@ -698,8 +731,9 @@ async function drive(argv) {
     nodeGenerator: values["node-generator"],
     loadgen: values.loadgen,
     generatorThreads: Number(values["generator-threads"]),
+    sseRaw: values["sse-raw"],
   };
-  if (!opt.nodeGenerator && (opt.workloads.includes("writes") || opt.workloads.includes("catchup"))) {
+  if (!opt.nodeGenerator && ["writes", "sse", "catchup"].some((w) => opt.workloads.includes(w))) {
     try {
       fs.accessSync(opt.loadgen, fs.constants.X_OK);
     } catch {
@@ -720,7 +754,7 @@ async function drive(argv) {
     host: { cpus: os.cpus().length, node: process.version },
     generator: opt.nodeGenerator
       ? { writes: "node", catchup: "node", sse: "node", threads: 1 }
-      : { writes: "ebridge_loadgen", catchup: "ebridge_loadgen", sse: "node", threads: opt.generatorThreads },
+      : { writes: "ebridge_loadgen", catchup: "ebridge_loadgen", sse: "ebridge_loadgen", threads: opt.generatorThreads },
     options: opt,
     workloads: {},
     memory: null,
@@ -776,6 +810,9 @@ function report(files) {
   const sse = (r) => r.workloads.sse;
   rows.push([`SSE ${opt.subscribers} subs @ ${opt.rate}/s: p50 ms`, (r) => sse(r)?.latencyMs?.p50, 2, "lo"]);
   rows.push([`SSE ${opt.subscribers} subs @ ${opt.rate}/s: p99 ms`, (r) => sse(r)?.latencyMs?.p99, 2, "lo"]);
+  rows.push([`SSE ${opt.subscribers} subs @ ${opt.rate}/s: max ms`, (r) => sse(r)?.latencyMs?.max, 2, "lo"]);
+  rows.push([`SSE writer POST p50 ms`, (r) => sse(r)?.appendLatencyMs?.p50, 2, "lo"]);
+  rows.push([`SSE writer POST p99 ms`, (r) => sse(r)?.appendLatencyMs?.p99, 2, "lo"]);
   rows.push([`SSE writer events/s achieved`, (r) => sse(r)?.achievedRate, 1, "hi"]);
   rows.push([`SSE delivered %`, (r) => sse(r)?.deliveredPct, 2, "hi"]);
   rows.push([`SSE server / gen CPU %`, (r) => cpuCell(sse(r)), null, null]);
@@ -814,6 +851,7 @@ function report(files) {
   const table = [header];
   for (const [label, get, digits, better] of rows) {
     const values = results.map(get);
+    if (values.every((v) => v === null || v === undefined)) continue; // a workload no file ran
     const ratios = results.slice(1).map((r, i) => {
       const a = values[0];
       const b = values[i + 1];
@@ -834,7 +872,8 @@ function report(files) {
       `\nwrites: ${opt.bodyBytes}-byte JSON appends with producer headers, one in flight per stream,` +
       ` ${opt.warmup} s warm-up + ${opt.duration} s measured.` +
       `\nSSE: latency from just before the writer's POST (so it includes the append) to a subscriber` +
-      ` parsing the event, same process and clock; the writer keeps one POST in flight.` +
+      ` parsing the event, same process and clock; the writer keeps one POST in flight;` +
+      ` writer POST = from the same instant to the POST's 200.` +
       `\ncatch-up: MB = 10^6 bytes of response bodies, ${opt.catchupMsgBytes}-byte messages, no compression.` +
       `\nCPU %: of one core over the measured window (the machine has ${ref.host.cpus} cores);` +
       ` server CPU per unit of work does not depend on how hard the generator pushed.` +
