@@ -4,7 +4,7 @@
 // Each event is applied to a Map (url → row), the State Protocol fold, and printed;
 // whenever the reader is up to date it prints the members.
 //
-//   cd examples && npm ci                  # once: installs the pinned client
+//   cd examples && npm install             # once: installs the pinned client
 //   EBRIDGE_URL=http://127.0.0.1:8080 node follow.mjs '{"team":"infra"}'          # long-poll
 //   EBRIDGE_URL=http://127.0.0.1:8080 node follow.mjs '{"team":"infra"}' --sse    # SSE
 //   EBRIDGE_URL=http://127.0.0.1:8080 node follow.mjs '{"team":"infra"}' --once
