@@ -128,17 +128,18 @@ std::map<uint64_t, change_batch> route_txn(source_state& st,
       }
       row = std::move(*made);
     }
-    auto key = change.new_row ? *change.new_row->columns.url
-                              : *change.old_row->columns.url;
-    // A tenant change moves the row between tenants: route old and new
-    // separately.
+    auto old_key = change.old_row ? *change.old_row->columns.url
+                                  : *change.new_row->columns.url;
+    auto new_key = change.new_row ? *change.new_row->columns.url : old_key;
     auto& new_tenant = any.tenant_id;
     auto old_tenant = change.old_row ? change.old_row->tenant_id : new_tenant;
     std::vector<std::pair<tag_index::id, routed_op>> routed;
-    if (old_tenant == new_tenant) {
+    if (old_tenant == new_tenant && old_key == new_key) {
       routed = route(st.index, new_tenant, old_tags ? &*old_tags : nullptr,
                      new_tags ? &*new_tags : nullptr);
     } else {
+      // The row's identity changed (url or tenant): the old one leaves every
+      // view it was in, the new one enters every view it matches.
       routed = route(st.index, old_tenant, old_tags ? &*old_tags : nullptr,
                      nullptr);
       auto more = route(st.index, new_tenant, nullptr,
@@ -148,9 +149,9 @@ std::map<uint64_t, change_batch> route_txn(source_state& st,
     for (auto& [who, op] : routed) {
       auto& batch = batches[who];
       if (op == routed_op::upsert)
-        batch.changes.push_back({change_op::update, key, row});
+        batch.changes.push_back({change_op::update, new_key, row});
       else
-        batch.changes.push_back({change_op::remove, key, std::nullopt});
+        batch.changes.push_back({change_op::remove, old_key, std::nullopt});
     }
   }
   for (auto& [who, batch] : batches) {
@@ -265,11 +266,26 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
   auto reader = st.reader;
   // The reader's thread must end with the actor.
   self->attach_functor([reader] { reader->stop(); });
+  // A bridge that dies leaves its subscription: otherwise its last position
+  // would hold back what Postgres may release.
+  self->set_down_handler([self](const caf::down_msg& msg) {
+    auto& st = self->state;
+    for (auto i = st.subscribers.begin(); i != st.subscribers.end();) {
+      if (i->second.bridge.address() == msg.source) {
+        st.index.remove(i->first);
+        i = st.subscribers.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    st.confirm();
+  });
   return {
     [self](caf::subscribe_atom, bridge_actor& bridge, uint64_t subscription,
            std::string& tenant, std::string& tags_json, source_cursor& from) {
       auto& st = self->state;
       drop_subscriber(st, bridge);
+      self->monitor(bridge);
       if (!st.connected) {
         self->send(bridge, source_error_atom::value, subscription,
                    std::string{"the replication feed is not connected"});

@@ -53,7 +53,8 @@ struct replication_config {
   /// Names of the slot and the publication: [a-z0-9_], 1–63 characters.
   std::string slot = "ebridge";
   std::string publication = "ebridge_entities";
-  std::chrono::milliseconds status_interval{10000};
+  /// How often the confirmed position is reported to Postgres.
+  std::chrono::milliseconds status_interval{1000};
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{10000};
 };
