@@ -1,6 +1,7 @@
 #include "net/http.hpp"
 
 #include <atomic>
+#include <cstdio>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -210,7 +211,7 @@ public:
   // -- streaming (called on the session's strand) -----------------------------
 
   void stream_write(std::string chunk) {
-    if (closed_)
+    if (closed_ || chunk.empty()) // an empty HTTP chunk would end the body
       return;
     chunks_.push_back(std::move(chunk));
     if (!writing_)
@@ -344,15 +345,42 @@ private:
       }
       return;
     }
+    // Everything queued goes out as one HTTP chunk. Most of the time the
+    // socket takes it at once: one non-blocking send, no timer, no handler.
+    // Only what the socket does not take waits for an async write with the
+    // write timeout.
+    size_t size = 0;
+    for (auto& c : chunks_)
+      size += c.size();
+    char head[24];
+    auto head_len = std::snprintf(head, sizeof(head), "%zx\r\n", size);
+    auto frame = std::make_shared<std::string>();
+    frame->reserve(static_cast<size_t>(head_len) + size + 2);
+    frame->append(head, static_cast<size_t>(head_len));
+    for (auto& c : chunks_)
+      frame->append(c);
+    frame->append("\r\n");
+    chunks_.clear();
+    beast::error_code err;
+    auto sent = stream_.socket().write_some(asio::buffer(*frame), err);
+    if (err && err != asio::error::would_block
+        && err != asio::error::try_again) {
+      close_now();
+      return;
+    }
+    if (!err && sent == frame->size()) {
+      write_next_chunk(); // nothing queued now: only a pending finish
+      return;
+    }
+    if (err)
+      sent = 0;
     writing_ = true;
-    auto chunk = std::make_shared<std::string>(std::move(chunks_.front()));
-    chunks_.pop_front();
     stream_.expires_after(limits_.write_timeout);
-    asio::async_write(stream_, bhttp::make_chunk(asio::buffer(*chunk)),
-                      [self = shared_from_this(), chunk](beast::error_code err,
+    asio::async_write(stream_, asio::buffer(*frame) + sent,
+                      [self = shared_from_this(), frame](beast::error_code e,
                                                          size_t) {
                         self->writing_ = false;
-                        if (err) {
+                        if (e) {
                           self->close_now();
                           return;
                         }
@@ -449,6 +477,8 @@ void session::start_stream(http_response res, unsigned version) {
         return;
       }
       self->stream_.expires_never();
+      beast::error_code ignored;
+      self->stream_.socket().non_blocking(true, ignored);
       self->watch_for_hangup();
       start(std::make_shared<session_stream>(self));
       self->write_next_chunk();

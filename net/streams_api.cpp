@@ -1,5 +1,6 @@
 #include "net/streams_api.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <mutex>
@@ -550,8 +551,9 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
   });
 }
 
-/// One SSE connection: catches up from its offset, then follows the tail,
-/// one data event and one control event per batch.
+/// One SSE connection: catches up from its offset on its own, then follows
+/// the tail as a member of the stream's hub, one data event and one control
+/// event per batch.
 struct streams_api::sse_session
   : std::enable_shared_from_this<streams_api::sse_session> {
   streams_api* api;
@@ -565,7 +567,8 @@ struct streams_api::sse_session
   std::mutex mtx;
   bool finished = false;
   bool sent_any = false;
-  uint64_t token = 0;
+  bool in_hub = false; // guarded by api->hubs_mtx_
+  std::chrono::steady_clock::time_point last_write;
   std::shared_ptr<io_runtime::timer> keepalive;
   std::shared_ptr<io_runtime::timer> deadline;
 
@@ -591,35 +594,67 @@ struct streams_api::sse_session
     return event;
   }
 
+  /// The data event of a batch in this session's encoding.
+  std::string data_event(const read_result& r) const {
+    std::string event;
+    if (json) {
+      ds::append_sse_event(event, "data", join(r, true));
+      return event;
+    }
+    std::string bytes;
+    for (auto& c : r.chunks)
+      bytes += c;
+    ds::append_sse_event(event, "data", text ? bytes : ds::base64(bytes));
+    return event;
+  }
+
+  void write(std::string events) {
+    out->write(std::move(events));
+    last_write = std::chrono::steady_clock::now();
+  }
+
   void start() {
     auto self = shared_from_this();
     out->on_close([self] { self->stop(false); });
     deadline = api->io_.after(api->cfg_.sse_max, [self] { self->stop(true); });
+    last_write = std::chrono::steady_clock::now();
+    schedule_keepalive(api->cfg_.sse_keepalive);
     pump();
   }
 
   /// Ends the connection (when `finish`) and releases everything.
   void stop(bool finish) {
     std::shared_ptr<http_stream> stream;
-    uint64_t pending = 0;
     {
       std::lock_guard<std::mutex> guard{mtx};
       if (finished)
         return;
       finished = true;
       stream = std::move(out);
-      pending = token;
       if (keepalive)
         keepalive->cancel();
       if (deadline)
         deadline->cancel();
     }
-    api->store_.cancel_wait(name, pending);
+    api->hub_leave(shared_from_this());
     if (finish && stream)
       stream->finish();
   }
 
-  /// Sends everything from the position to the tail, then waits for more.
+  /// Called by the hub with a batch read at `from` (hubs_mtx_ held).
+  /// Returns false when the session is gone.
+  bool deliver(uint64_t from, const read_result& r, const std::string& data) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (finished || position != from)
+      return false;
+    position = r.next_offset;
+    sent_any = true;
+    write(data + control(r.next_offset, r.up_to_date, r.closed));
+    return true;
+  }
+
+  /// Sends everything from the position to the tail on its own, then joins
+  /// the hub.
   void pump() {
     std::unique_lock<std::mutex> guard{mtx};
     if (finished)
@@ -639,18 +674,7 @@ struct streams_api::sse_session
       }
       position = r.next_offset;
       if (!r.chunks.empty()) {
-        std::string events;
-        std::string bytes;
-        for (auto& c : r.chunks)
-          bytes += c;
-        if (json)
-          ds::append_sse_event(events, "data", join(r, true));
-        else if (text)
-          ds::append_sse_event(events, "data", bytes);
-        else
-          ds::append_sse_event(events, "data", ds::base64(bytes));
-        events += control(r.next_offset, r.up_to_date, r.closed);
-        out->write(std::move(events));
+        write(data_event(r) + control(r.next_offset, r.up_to_date, r.closed));
         sent_any = true;
         if (r.closed) {
           guard.unlock();
@@ -660,46 +684,177 @@ struct streams_api::sse_session
         if (!r.up_to_date)
           continue;
       } else if (r.closed) {
-        out->write(control(r.next_offset, true, true));
+        write(control(r.next_offset, true, true));
         guard.unlock();
         stop(true);
         return;
       } else if (!sent_any) {
-        out->write(control(r.next_offset, true, false));
+        write(control(r.next_offset, true, false));
         sent_any = true;
       }
       break;
     }
-    schedule_keepalive();
-    auto self = shared_from_this();
-    auto at = position;
     guard.unlock();
-    auto t = api->store_.wait(name, at, [self] {
-      self->api->io_.post([self] { self->pump(); });
-    });
-    std::lock_guard<std::mutex> again{mtx};
-    token = t;
+    api->hub_join(shared_from_this());
   }
 
-  void schedule_keepalive() {
-    if (keepalive)
-      keepalive->cancel();
+  /// One keep-alive control event when nothing was written for the whole
+  /// interval; one timer per interval, not one per event.
+  void schedule_keepalive(std::chrono::milliseconds delay) {
     auto self = shared_from_this();
-    keepalive = api->io_.after(api->cfg_.sse_keepalive, [self] {
+    keepalive = api->io_.after(delay, [self] {
       std::lock_guard<std::mutex> guard{self->mtx};
       if (self->finished)
         return;
-      self->out->write(self->control(self->position, true, false));
-      self->keepalive = nullptr;
-      auto again = self;
-      self->api->io_.post([again] {
-        std::lock_guard<std::mutex> g{again->mtx};
-        if (!again->finished)
-          again->schedule_keepalive();
+      auto every = self->api->cfg_.sse_keepalive;
+      auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - self->last_write);
+      auto next = every;
+      if (idle + std::chrono::milliseconds{5} >= every)
+        self->write(self->control(self->position, true, false));
+      else
+        next = every - idle;
+      self->api->io_.post([self, next] {
+        std::lock_guard<std::mutex> g{self->mtx};
+        if (!self->finished)
+          self->schedule_keepalive(next);
       });
     });
   }
 };
+
+/// The sessions that follow one stream's tail at the same position.
+struct streams_api::sse_hub {
+  std::string name;
+  uint64_t position = 0;
+  bool armed = false; // a store waiter is set or its wake-up is on its way
+  uint64_t token = 0; // the store waiter's token, 0 when it already ran
+  std::vector<std::shared_ptr<sse_session>> members;
+};
+
+void streams_api::hub_arm(const std::shared_ptr<sse_hub>& hub) {
+  // hubs_mtx_ held. The callback only posts, so it may run inside wait().
+  hub->armed = true;
+  hub->token = store_.wait(hub->name, hub->position, [this, hub] {
+    io_.post([this, hub] { hub_wake(hub); });
+  });
+}
+
+void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
+  bool alone = false;
+  {
+    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    auto& hub = hubs_[session->name];
+    if (!hub) {
+      hub = std::make_shared<sse_hub>();
+      hub->name = session->name;
+    }
+    std::lock_guard<std::mutex> s{session->mtx};
+    if (session->finished)
+      return;
+    if (hub->members.empty()) {
+      hub->position = session->position;
+    } else if (hub->position != session->position) {
+      // The hub moved on while this session caught up: catch up again.
+      alone = true;
+    }
+    if (!alone) {
+      session->in_hub = true;
+      hub->members.push_back(session);
+      if (!hub->armed)
+        hub_arm(hub);
+    }
+  }
+  if (alone)
+    io_.post([session] { session->pump(); });
+}
+
+void streams_api::hub_leave(const std::shared_ptr<sse_session>& session) {
+  uint64_t cancel = 0;
+  {
+    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    if (!session->in_hub)
+      return;
+    session->in_hub = false;
+    auto i = hubs_.find(session->name);
+    if (i == hubs_.end())
+      return;
+    auto& hub = i->second;
+    auto& m = hub->members;
+    m.erase(std::remove(m.begin(), m.end(), session), m.end());
+    if (m.empty()) {
+      cancel = hub->token;
+      hubs_.erase(i);
+    }
+  }
+  if (cancel != 0)
+    store_.cancel_wait(session->name, cancel);
+}
+
+void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
+  std::vector<std::shared_ptr<sse_session>> to_stop;
+  std::vector<std::shared_ptr<sse_session>> to_pump;
+  {
+    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    hub->armed = false;
+    hub->token = 0;
+    auto i = hubs_.find(hub->name);
+    if (i == hubs_.end() || i->second != hub)
+      return; // left by everyone meanwhile
+    if (hub->members.empty()) {
+      hubs_.erase(i);
+      return;
+    }
+    auto r = store_.read(hub->name, hub->position);
+    if (r.status == store_status::ok && r.chunks.empty() && !r.closed) {
+      hub_arm(hub); // woken without news
+      return;
+    }
+    auto members = std::move(hub->members);
+    hub->members.clear();
+    bool keep = r.status == store_status::ok && r.up_to_date && !r.closed;
+    if (r.status == store_status::ok) {
+      // One encoding per kind of session (JSON, text, base64).
+      std::string encoded[3];
+      bool done[3] = {false, false, false};
+      for (auto& m : members) {
+        int kind = m->json ? 0 : m->text ? 1 : 2;
+        if (!r.chunks.empty() && !done[kind]) {
+          encoded[kind] = m->data_event(r);
+          done[kind] = true;
+        }
+        if (!m->deliver(hub->position, r, encoded[kind])) {
+          m->in_hub = false;
+          continue;
+        }
+        if (keep)
+          hub->members.push_back(m);
+        else if (r.closed)
+          to_stop.push_back(m);
+        else
+          to_pump.push_back(m);
+      }
+    } else {
+      to_stop = members;
+    }
+    for (auto& m : to_stop)
+      m->in_hub = false;
+    for (auto& m : to_pump)
+      m->in_hub = false;
+    if (keep && !hub->members.empty()) {
+      hub->position = r.next_offset;
+      hub_arm(hub);
+    } else {
+      for (auto& m : hub->members)
+        m->in_hub = false;
+      hubs_.erase(i);
+    }
+  }
+  for (auto& m : to_stop)
+    m->stop(true);
+  for (auto& m : to_pump)
+    io_.post([m] { m->pump(); });
+}
 
 void streams_api::sse(const http_request& req, const std::string& name,
                       uint64_t position, bool from_now,

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "net/http.hpp"
 #include "storage/stream_store.hpp"
@@ -35,6 +37,7 @@ public:
   static http_response preflight();
 
   struct sse_session;
+  struct sse_hub;
 
 private:
   void create(http_request& req, const std::string& name,
@@ -50,9 +53,18 @@ private:
   void sse(const http_request& req, const std::string& name, uint64_t position,
            bool from_now, http_responder& respond);
 
+  /// SSE sessions that follow a stream's tail share one hub: one store
+  /// waiter, one read and one encoding per batch for all of them.
+  void hub_join(const std::shared_ptr<sse_session>& session);
+  void hub_leave(const std::shared_ptr<sse_session>& session);
+  void hub_wake(const std::shared_ptr<sse_hub>& hub);
+  void hub_arm(const std::shared_ptr<sse_hub>& hub);
+
   stream_store& store_;
   io_runtime& io_;
   streams_api_config cfg_;
+  std::mutex hubs_mtx_; // guards hubs_ and every hub; taken before a session's
+  std::unordered_map<std::string, std::shared_ptr<sse_hub>> hubs_;
 };
 
 } // namespace ebridge
