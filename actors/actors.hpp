@@ -128,6 +128,17 @@ struct snapshot_result {
   uint64_t wal_lsn = 0;
 };
 
+/// Idle bridges whose cursors move to one position (a source's request to
+/// its database worker); answered with how many moved.
+struct idle_advance {
+  std::string handle;
+  std::string offset;
+  std::vector<bridge_key> keys;
+  /// The source's subscriber ids, in the order of `keys`.
+  std::vector<uint64_t> subscribers;
+  uint64_t lsn = 0;
+};
+
 /// What the node reports about its readiness to serve.
 struct readiness {
   bool ready = false;
@@ -162,6 +173,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::write_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::replicated_txn)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::feed_event)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::snapshot_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::idle_advance)
 
 namespace ebridge {
 
@@ -197,7 +209,9 @@ using source_actor = caf::typed_actor<
   caf::reacts_to<ack_atom, bridge_actor, uint64_t, source_cursor>,
   // Internal, from the replication reader's thread: a committed
   // transaction, and the feed's connects and disconnects.
-  caf::reacts_to<replicated_txn>, caf::reacts_to<feed_event>>;
+  caf::reacts_to<replicated_txn>, caf::reacts_to<feed_event>,
+  // Internal: the periodic idle and lag check.
+  caf::reacts_to<caf::tick_atom>>;
 
 /// The SINK actor: appends to and reads bridge streams (the embedded store
 /// or, later, an external Durable Streams server).

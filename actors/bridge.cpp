@@ -305,7 +305,10 @@ void start(self_ptr self) {
                               {{"ref", st.cfg.source_ref},
                                {"members", std::to_string(st.members.size())},
                                {"offset", st.cursor.offset}});
-                    subscribe(self, st.cursor);
+                    // From there: the source acknowledged to Postgres
+                    // what the stream holds, maybe past the cursor.
+                    subscribe(self, source_cursor{st.cursor.handle,
+                                                  st.skip_until});
                   },
                   failer(self));
             },
@@ -350,7 +353,22 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
     },
     [self](up_to_date_atom, up_to_date_msg& msg) {
       auto& st = self->state;
-      if (msg.subscription != st.subscription || !resyncing(st))
+      if (msg.subscription != st.subscription)
+        return;
+      if (st.phase == bridge_phase::live) {
+        // Nothing changed for this view up to there: the cursor moves on
+        // (in order after any pending step), so Postgres may release WAL and
+        // a restart resumes from there.
+        if (!st.skip_until.empty() && msg.at.offset <= st.skip_until) {
+          self->send(st.cfg.source, ack_atom::value,
+                     caf::actor_cast<bridge_actor>(self), st.subscription,
+                     msg.at);
+          return;
+        }
+        push_step(self, std::move(msg.at), {}, false);
+        return;
+      }
+      if (!resyncing(st))
         return;
       std::vector<member_event> deletes;
       for (auto& key : st.stale)

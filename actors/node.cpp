@@ -124,6 +124,8 @@ int run_serve(const options& opts) {
   src_cfg.replication.postgres_url = opts.postgres_url;
   src_cfg.replication.slot = opts.source_slot;
   src_cfg.replication.publication = opts.source_publication;
+  src_cfg.idle_interval = opts.source_idle_interval;
+  src_cfg.max_lag = opts.source_max_lag;
   auto source_handle = sys.spawn(source, src_cfg);
   manager_config mgr_cfg;
   mgr_cfg.source = source_handle;

@@ -1,6 +1,7 @@
 #include "actors/source.hpp"
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 
 #include <caf/actor_cast.hpp>
@@ -12,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "storage/database.hpp"
+#include "storage/registry_store.hpp"
 
 namespace ebridge {
 
@@ -99,6 +101,13 @@ caf::behavior snapshotter(caf::event_based_actor*, std::string url) {
         result.error = error_message(done.error());
       return result;
     },
+    [db](idle_advance& req) -> caf::result<idle_advance> {
+      auto moved = advance_idle_cursors(*db, req.handle, req.offset, req.keys);
+      if (!moved)
+        return moved.error();
+      req.keys = std::move(*moved);
+      return std::move(req);
+    },
   };
 }
 
@@ -176,6 +185,10 @@ void refetch_all(self_ptr self, const std::string& why) {
 }
 
 void drop_subscriber(source_state& st, const bridge_actor& bridge) {
+  auto& w = st.waiting;
+  w.erase(std::remove_if(w.begin(), w.end(),
+                         [&](const auto& x) { return x.bridge == bridge; }),
+          w.end());
   for (auto i = st.subscribers.begin(); i != st.subscribers.end(); ++i) {
     if (i->second.bridge == bridge) {
       st.index.remove(i->first);
@@ -193,8 +206,10 @@ void replay(self_ptr self, uint64_t id) {
     if (txn.end_lsn <= sub.from)
       continue;
     auto batches = route_txn(st, txn);
-    if (auto i = batches.find(id); i != batches.end())
+    if (auto i = batches.find(id); i != batches.end()) {
+      sub.sent = txn.end_lsn;
       self->send(sub.bridge, std::move(i->second));
+    }
   }
 }
 
@@ -223,10 +238,13 @@ void finish_snapshot(self_ptr self, snapshot_result& snap) {
   }
   auto at = rows.at;
   self->send(sub.bridge, std::move(rows));
+  sub.sent = sub.from;
   for (auto& [xid, batch] : sub.buffer) {
     if (visible(snap, xid))
       continue;
     at = batch.at;
+    if (auto lsn = parse_lsn_offset(at.offset))
+      sub.sent = std::max(sub.sent, *lsn);
     self->send(sub.bridge, std::move(batch));
   }
   sub.buffer.clear();
@@ -237,14 +255,157 @@ void finish_snapshot(self_ptr self, snapshot_result& snap) {
              up_to_date_msg{sub.subscription, at});
 }
 
+/// A subscription on a connected feed: resume from a cursor (replayed from
+/// the recent transactions) or bootstrap from a snapshot.
+void subscribe(self_ptr self, const bridge_actor& bridge, uint64_t subscription,
+           const std::string& tenant, const std::string& tags_json,
+           const source_cursor& from) {
+  auto& st = self->state;
+  auto tags = parse_tags(tags_json);
+  if (!tags) {
+    self->send(bridge, source_error_atom::value, subscription,
+               error_message(tags.error()));
+    return;
+  }
+  auto id = st.next_id++;
+  source_state::subscriber sub;
+  sub.bridge = bridge;
+  sub.subscription = subscription;
+  sub.tenant = tenant;
+  sub.tags = *tags;
+  sub.ref = source_ref(*tags);
+  if (!from.empty()) {
+    auto lsn = parse_lsn_offset(from.offset);
+    bool same_feed = from.handle == st.identity.handle() && lsn;
+    // Behind the feed: serve it from the recent transactions if they
+    // reach back far enough, else it must resync.
+    bool reachable = same_feed && *lsn >= st.recent_base;
+    if (!reachable) {
+      self->send(bridge, refetch_atom::value, subscription);
+      return;
+    }
+    sub.from = *lsn;
+    sub.acked = *lsn;
+    sub.sent = *lsn;
+    st.index.add(id, tenant, sub.tags);
+    st.subscribers.emplace(id, std::move(sub));
+    replay(self, id);
+    return;
+  }
+  sub.from = st.position;
+  sub.acked = st.position;
+  sub.sent = st.position;
+  sub.snapshotting = true;
+  st.index.add(id, tenant, sub.tags);
+  st.subscribers.emplace(id, std::move(sub));
+  self
+    ->request(st.snapshotter, caf::infinite, id, tenant,
+              to_json(*tags))
+    .then([self](snapshot_result& snap) { finish_snapshot(self, snap); },
+          [self, id](caf::error& err) {
+            snapshot_result failed;
+            failed.subscriber = id;
+            failed.error = describe(err);
+            finish_snapshot(self, failed);
+          });
+}
+
+/// See source_state: idle cursors move, lagging st.subscribers resync.
+void idle_check(self_ptr self) {
+  auto& st = self->state;
+  std::vector<uint64_t> lagging;
+  idle_advance adv;
+  adv.handle = st.identity.handle();
+  adv.offset = offset_of(st.position);
+  adv.lsn = st.position;
+  for (auto& [id, sub] : st.subscribers) {
+    if (sub.snapshotting)
+      continue;
+    if (sub.acked >= sub.sent) {
+      // It made everything durable, and nothing since concerned it: its
+      // cursor may move to the feed's position.
+      if (sub.acked < st.position && sub.advancing == 0 && st.connected) {
+        sub.advancing = st.position;
+        adv.keys.emplace_back(sub.tenant, sub.ref);
+        adv.subscribers.push_back(id);
+      }
+      continue;
+    }
+    if (st.position - sub.acked > st.cfg.max_lag)
+      lagging.push_back(id);
+  }
+  for (auto id : lagging) {
+    auto i = st.subscribers.find(id);
+    log::warn("source", "a view lags too far behind; it must resync",
+              {{"lag_bytes", std::to_string(st.position - i->second.acked)},
+               {"max_lag_bytes", std::to_string(st.cfg.max_lag)}});
+    self->send(i->second.bridge, refetch_atom::value, i->second.subscription);
+    st.index.remove(id);
+    st.subscribers.erase(i);
+  }
+  st.confirm();
+  if (log::enabled(log_level::debug)) {
+    size_t busy = 0;
+    uint64_t lowest = st.position;
+    for (auto& [id, sub] : st.subscribers) {
+      busy += sub.snapshotting || sub.acked < sub.sent ? 1 : 0;
+      lowest = std::min(lowest, std::max({sub.acked, sub.from, sub.floor}));
+    }
+    log::debug("source", "idle check",
+               {{"position", format_lsn(st.position)},
+                {"confirmed", format_lsn(lowest)},
+                {"subscribers", std::to_string(st.subscribers.size())},
+                {"busy", std::to_string(busy)},
+                {"moving", std::to_string(adv.keys.size())}});
+  }
+  if (adv.keys.empty())
+    return;
+  auto ids = adv.subscribers;
+  auto lsn = adv.lsn;
+  self->request(st.snapshotter, caf::infinite, std::move(adv))
+    .then(
+      [self, lsn](idle_advance& done) {
+        auto& st = self->state;
+        std::set<bridge_key> moved{done.keys.begin(), done.keys.end()};
+        for (auto id : done.subscribers) {
+          auto i = st.subscribers.find(id);
+          if (i == st.subscribers.end() || i->second.advancing != lsn)
+            continue;
+          i->second.advancing = 0;
+          // A row that did not move (its bridge resyncing or already past)
+          // is tried again at the next check.
+          if (moved.count(bridge_key{i->second.tenant, i->second.ref}) > 0)
+            i->second.acked = std::max(i->second.acked, lsn);
+        }
+        st.confirm();
+      },
+      [self, ids, lsn](caf::error& err) {
+        auto& st = self->state;
+        log::warn("source", "cannot move idle cursors; retrying later",
+                  {{"error", describe(err)}});
+        for (auto id : ids) {
+          auto i = st.subscribers.find(id);
+          if (i == st.subscribers.end() || i->second.advancing != lsn)
+            continue;
+          auto& sub = i->second;
+          sub.advancing = 0;
+          if (sub.acked >= sub.sent)
+            sub.floor = std::max(sub.floor, lsn);
+        }
+        st.confirm();
+      });
+}
+
 } // namespace
 
 void source_state::confirm() {
   if (!reader)
     return;
+  // Idle subscribers hold it back too, until the idle check has moved their
+  // cursors: a restart from past a cursor would have to resync.
   auto lowest = position;
   for (auto& [id, sub] : subscribers)
-    lowest = std::min(lowest, std::max(sub.acked, sub.from));
+    lowest = std::min(lowest, std::max({sub.acked, sub.from, sub.floor}));
   reader->confirm(lowest);
 }
 
@@ -263,6 +424,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
     log::error("source", "cannot start", {{"error", error_message(err)}});
     self->quit(err);
   }
+  self->delayed_send(self, st.cfg.idle_interval, caf::tick_atom::value);
   auto reader = st.reader;
   // The reader's thread must end with the actor.
   self->attach_functor([reader] { reader->stop(); });
@@ -270,6 +432,12 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
   // would hold back what Postgres may release.
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
+    auto& w = st.waiting;
+    w.erase(std::remove_if(w.begin(), w.end(),
+                           [&](const auto& x) {
+                             return x.bridge.address() == msg.source;
+                           }),
+            w.end());
     for (auto i = st.subscribers.begin(); i != st.subscribers.end();) {
       if (i->second.bridge.address() == msg.source) {
         st.index.remove(i->first);
@@ -287,54 +455,13 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       drop_subscriber(st, bridge);
       self->monitor(bridge);
       if (!st.connected) {
-        self->send(bridge, source_error_atom::value, subscription,
-                   std::string{"the replication feed is not connected"});
+        // Started before the feed (a restart) or while it reconnects: it
+        // waits for the feed rather than resync.
+        st.waiting.push_back({bridge, subscription, std::move(tenant),
+                              std::move(tags_json), std::move(from)});
         return;
       }
-      auto tags = parse_tags(tags_json);
-      if (!tags) {
-        self->send(bridge, source_error_atom::value, subscription,
-                   error_message(tags.error()));
-        return;
-      }
-      auto id = st.next_id++;
-      source_state::subscriber sub;
-      sub.bridge = bridge;
-      sub.subscription = subscription;
-      sub.tenant = tenant;
-      sub.tags = *tags;
-      if (!from.empty()) {
-        auto lsn = parse_lsn_offset(from.offset);
-        bool same_feed = from.handle == st.identity.handle() && lsn;
-        // Behind the feed: serve it from the recent transactions if they
-        // reach back far enough, else it must resync.
-        bool reachable = same_feed && *lsn >= st.recent_base;
-        if (!reachable) {
-          self->send(bridge, refetch_atom::value, subscription);
-          return;
-        }
-        sub.from = *lsn;
-        sub.acked = *lsn;
-        st.index.add(id, tenant, sub.tags);
-        st.subscribers.emplace(id, std::move(sub));
-        replay(self, id);
-        return;
-      }
-      sub.from = st.position;
-      sub.acked = st.position;
-      sub.snapshotting = true;
-      st.index.add(id, tenant, sub.tags);
-      st.subscribers.emplace(id, std::move(sub));
-      self
-        ->request(st.snapshotter, caf::infinite, id, tenant,
-                  to_json(*tags))
-        .then([self](snapshot_result& snap) { finish_snapshot(self, snap); },
-              [self, id](caf::error& err) {
-                snapshot_result failed;
-                failed.subscriber = id;
-                failed.error = describe(err);
-                finish_snapshot(self, failed);
-              });
+      subscribe(self, bridge, subscription, tenant, tags_json, from);
     },
     [self](caf::unsubscribe_atom, bridge_actor& bridge) {
       drop_subscriber(self->state, bridge);
@@ -373,6 +500,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
           else if (visible(*sub.seen, txn.xid))
             continue;
         }
+        sub.sent = txn.end_lsn;
         self->send(sub.bridge, std::move(batch));
       }
       st.recent.push_back(std::move(txn));
@@ -383,10 +511,23 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       if (st.subscribers.empty())
         st.confirm();
     },
+    [self](caf::tick_atom) {
+      idle_check(self);
+      self->delayed_send(self, self->state.cfg.idle_interval,
+                         caf::tick_atom::value);
+    },
     [self](feed_event& e) {
       auto& st = self->state;
       if (e.what == feed_event::kind::disconnected) {
         st.connected = false;
+        return;
+      }
+      if (e.what == feed_event::kind::progress) {
+        // Nothing for anyone up to there.
+        if (st.connected && e.start_lsn > st.position) {
+          st.position = e.start_lsn;
+          st.confirm();
+        }
         return;
       }
       bool same = e.identity.handle() == st.identity.handle();
@@ -401,6 +542,10 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       }
       st.position = std::max(st.position, e.start_lsn);
       st.connected = true;
+      auto waiting = std::move(st.waiting);
+      st.waiting.clear();
+      for (auto& w : waiting)
+        subscribe(self, w.bridge, w.subscription, w.tenant, w.tags, w.from);
     },
   };
 }

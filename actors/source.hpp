@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -19,6 +20,10 @@ struct source_config {
   /// Recent transactions kept to serve a resuming bridge whose cursor is a
   /// little behind the feed (a restart); older cursors resync.
   size_t replay_buffer = 10000;
+  /// How often subscribers that got nothing are told the feed's position.
+  std::chrono::milliseconds idle_interval{5000};
+  /// WAL bytes a subscriber may hold back before it must resync.
+  uint64_t max_lag = uint64_t{1} << 30;
 };
 
 struct source_state {
@@ -37,10 +42,30 @@ struct source_state {
     uint64_t from = 0;
     /// What it acknowledged as durable.
     uint64_t acked = 0;
+    /// The position of the last batch or up-to-date sent to it.
+    uint64_t sent = 0;
+    /// Its registry key's source ref.
+    std::string ref;
+    /// The position its idle cursor is being moved to (0: none).
+    uint64_t advancing = 0;
+    /// Nothing up to here concerned it, though its cursor could not be
+    /// moved (the database was unavailable): Postgres may release up to
+    /// here (a shutting-down server waits for it), a restart resyncs it.
+    uint64_t floor = 0;
+  };
+
+  /// A subscribe that came while the feed was not connected.
+  struct waiting_subscribe {
+    bridge_actor bridge;
+    uint64_t subscription = 0;
+    std::string tenant;
+    std::string tags;
+    source_cursor from;
   };
 
   source_config cfg;
   std::shared_ptr<replication_reader> reader;
+  std::vector<waiting_subscribe> waiting;
   caf::actor snapshotter;
   bool connected = false;
   feed_identity identity;

@@ -59,6 +59,50 @@ caf::expected<uint64_t> parse_unsigned(std::string_view text, uint64_t min,
   return value;
 }
 
+/// A byte size: a whole number with an optional unit (kB, MB, GB, TB in
+/// powers of 1024, as Postgres reads them; B for bytes).
+caf::expected<uint64_t> parse_size(std::string_view text, uint64_t min,
+                                   uint64_t max) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9')
+    ++digits;
+  auto unit = text.substr(digits);
+  uint64_t scale = 1;
+  if (unit == "kB" || unit == "KB" || unit == "KiB")
+    scale = uint64_t{1} << 10;
+  else if (unit == "MB" || unit == "MiB")
+    scale = uint64_t{1} << 20;
+  else if (unit == "GB" || unit == "GiB")
+    scale = uint64_t{1} << 30;
+  else if (unit == "TB" || unit == "TiB")
+    scale = uint64_t{1} << 40;
+  else if (!unit.empty() && unit != "B")
+    return make_error(ec::invalid_config,
+                      "expected a size such as 512MB or 1GB, got \""
+                        + std::string{text} + "\"");
+  auto n = parse_unsigned(text.substr(0, digits), 0, (uint64_t{1} << 62));
+  if (!n)
+    return make_error(ec::invalid_config,
+                      "expected a size such as 512MB or 1GB, got \""
+                        + std::string{text} + "\"");
+  if (*n > max / scale || *n * scale < min || *n * scale > max)
+    return make_error(ec::invalid_config,
+                      "\"" + std::string{text} + "\" is out of range "
+                        + std::to_string(min) + "-" + std::to_string(max)
+                        + " bytes");
+  return *n * scale;
+}
+
+std::string size_string(uint64_t bytes) {
+  const char* units[] = {"TB", "GB", "MB", "kB"};
+  for (int i = 0; i < 4; ++i) {
+    auto scale = uint64_t{1} << (10 * (4 - i));
+    if (bytes != 0 && bytes % scale == 0)
+      return std::to_string(bytes / scale) + units[i];
+  }
+  return std::to_string(bytes) + "B";
+}
+
 caf::error check_postgres_url(std::string_view text) {
   if (text.empty())
     return make_error(ec::invalid_config, "must not be empty");
@@ -177,6 +221,24 @@ const std::vector<option_info>& option_table() {
          return make_error(ec::invalid_config,
                            "expected 1-63 characters of a-z, 0-9 and _");
        o.source_publication = std::string{v};
+       return caf::none;
+     }},
+    {"source.idle-interval",
+     "how often views that got no change are moved to the feed's position "
+     "(so Postgres may release WAL and restarts resume without a snapshot)",
+     [](const options& o) { return to_string(o.source_idle_interval); },
+     [](options& o, std::string_view v) -> caf::error {
+       return set_positive_duration(o.source_idle_interval, v);
+     }},
+    {"source.max-lag",
+     "WAL a view may hold back before it is forced to resync (e.g. 512MB, "
+     "1GB)",
+     [](const options& o) { return size_string(o.source_max_lag); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_size(v, uint64_t{1} << 20, uint64_t{1} << 50);
+       if (!n)
+         return n.error();
+       o.source_max_lag = *n;
        return caf::none;
      }},
     {"data-dir", "directory for the stream store (created if missing)",

@@ -337,4 +337,47 @@ caf::error registry_store::ping() {
   return r ? caf::none : r.error();
 }
 
+caf::expected<std::vector<bridge_key>>
+advance_idle_cursors(pg_connection& db,
+                                           const std::string& handle,
+                                           const std::string& offset,
+                                           const std::vector<bridge_key>& keys) {
+  if (auto err = check_text("cursor handle", handle, 1024))
+    return err;
+  if (auto err = check_text("cursor offset", offset, 1024))
+    return err;
+  if (keys.empty())
+    return std::vector<bridge_key>{};
+  // The keys travel as one JSON parameter: [[tenant, ref], ...].
+  std::string json = "[";
+  for (auto& [tenant, ref] : keys) {
+    if (auto err = check_key(tenant, ref))
+      return err;
+    if (json.size() > 1)
+      json += ',';
+    json += '[';
+    append_js_string(json, tenant);
+    json += ',';
+    append_js_string(json, ref);
+    json += ']';
+  }
+  json += ']';
+  return db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto r = tx.exec_params(
+      "UPDATE entity_bridges b SET shape_offset = $2, updated_at = now() "
+      "FROM jsonb_array_elements($3::jsonb) AS k "
+      "WHERE b.tenant_id = k->>0 AND b.source_ref = k->>1 "
+      "AND b.shape_handle = $1 AND b.shape_offset < $2 "
+      "RETURNING b.tenant_id, b.source_ref",
+      handle, offset, json);
+    tx.commit();
+    std::vector<bridge_key> moved;
+    moved.reserve(r.size());
+    for (auto row : r)
+      moved.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
+    return moved;
+  });
+}
+
 } // namespace ebridge

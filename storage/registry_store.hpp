@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -115,6 +116,19 @@ public:
   /// Checks that the database answers.
   virtual caf::error ping() = 0;
 };
+
+class pg_connection;
+
+/// A bridge's key in the registry: (tenant, source ref).
+using bridge_key = std::pair<std::string, std::string>;
+
+/// Moves the cursors of idle bridges to `offset` in one statement: only rows
+/// still on `handle` and behind `offset` (a bridge that resynced or moved on
+/// meanwhile keeps its own). Returns the keys of the rows that moved.
+caf::expected<std::vector<bridge_key>> advance_idle_cursors(pg_connection& db,
+                                           const std::string& handle,
+                                           const std::string& offset,
+                                           const std::vector<bridge_key>& keys);
 
 /// The registry on Postgres (blocking libpqxx): every statement parameterized,
 /// every input checked before it reaches SQL. Reconnects with backoff after a

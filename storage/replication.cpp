@@ -205,6 +205,14 @@ private:
              + error_message(msg.error());
     auto& body = msg->body;
     if (auto* k = std::get_if<keepalive_msg>(&body)) {
+      // Between transactions, the server's position is progress too: what
+      // lies before it had nothing for us (other tables, empty
+      // transactions), so it may be confirmed once every view is idle;
+      // a shutting-down server waits for exactly that.
+      if (!in_txn_ && k->wal_end > progress_) {
+        progress_ = k->wal_end;
+        on_event_(feed_event{feed_event::kind::progress, {}, k->wal_end, {}});
+      }
       if (k->reply_requested && !send_status())
         return "cannot send status";
       return {};
@@ -214,12 +222,15 @@ private:
     } else if (auto* b = std::get_if<begin_msg>(&body)) {
       txn_ = replicated_txn{};
       txn_.xid = b->xid;
+      in_txn_ = true;
     } else if (auto* c = std::get_if<commit_msg>(&body)) {
       txn_.commit_lsn = c->commit_lsn;
       txn_.end_lsn = c->end_lsn;
       if (!txn_.changes.empty() || txn_.truncated)
         on_txn_(std::move(txn_));
       txn_ = replicated_txn{};
+      in_txn_ = false;
+      progress_ = std::max(progress_, c->end_lsn);
     } else if (auto* i = std::get_if<insert_msg>(&body)) {
       add(i->relation_oid, change_op::insert, nullptr, &i->new_tuple);
     } else if (auto* u = std::get_if<update_msg>(&body)) {
@@ -298,6 +309,8 @@ private:
   replication_reader::txn_handler& on_txn_;
   replication_reader::event_handler& on_event_;
   std::atomic<uint64_t>& confirmed_;
+  bool in_txn_ = false;
+  uint64_t progress_ = 0;
   std::atomic<bool>& stopping_;
   conn_ptr conn_;
   relation_cache relations_;

@@ -61,9 +61,12 @@ struct replication_config {
 
 /// What the reader reports besides transactions.
 struct feed_event {
-  enum class kind { connected, disconnected } what;
+  /// progress: the feed passed `start_lsn` with nothing more for us before
+  /// it (a keepalive between transactions).
+  enum class kind { connected, disconnected, progress } what;
   /// For connected: who the feed is and where it starts.
   feed_identity identity;
+  /// For connected: where it starts; for progress: how far it got.
   uint64_t start_lsn = 0;
   /// For disconnected: why.
   std::string reason;

@@ -220,16 +220,35 @@ CAF_TEST(a crash between the durable append and the cursor write duplicates noth
   sched.run();
   CAF_CHECK_EQUAL(ops(), (strings{"insert a", "update a", "update a"}));
   CAF_CHECK_EQUAL(persisted_offset(), "0001");
-  // A new bridge resumes from the old cursor; the source replays 0002 and
-  // 0003. Applied again, 0002 would move a back to running: it must not.
+  // A new bridge resumes from what the stream holds (0003), past the old
+  // cursor; a source that replays 0002 and 0003 anyway must not get them
+  // applied again (0002 would move a back to running).
   auto b2 = start();
-  CAF_CHECK_EQUAL(sub().from.offset, "0001");
+  CAF_CHECK_EQUAL(sub().from.offset, "0003");
   batch(b2, "0002", {upsert("a", "running")});
   batch(b2, "0003", {upsert("a", "paused")});
   CAF_CHECK_EQUAL(ops(), (strings{"insert a", "update a", "update a"}));
   batch(b2, "0004", {removal("a")});
   CAF_CHECK_EQUAL(ops().back(), "delete a");
   CAF_CHECK_EQUAL(persisted_offset(), "0004");
+}
+
+CAF_TEST(an up to date while live moves the cursor without an append) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+  auto appends = snk->appends;
+  // Nothing concerned the view up to 0009: the source says so.
+  up_to_date(b, "0009");
+  CAF_CHECK_EQUAL(persisted_offset(), "0009");
+  CAF_CHECK_EQUAL(snk->appends, appends);
+  CAF_REQUIRE(!src->acks.empty());
+  CAF_CHECK_EQUAL(src->acks.back().offset, "0009");
+  // A restart resumes from there.
+  auto b2 = start();
+  CAF_CHECK_EQUAL(sub().from.offset, "0009");
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));
 }
 
 CAF_TEST(a crash mid bootstrap leaves no cursor and the restart emits the stale deletes) {

@@ -54,6 +54,7 @@ fake_source(std::shared_ptr<source_record> rec) {
     },
     [](replicated_txn&) {},
     [](feed_event&) {},
+    [](caf::tick_atom) {},
   };
 }
 

@@ -64,6 +64,7 @@ source_actor::behavior_type source_behavior(std::shared_ptr<scripted_source> s) 
     [](ack_atom, bridge_actor&, uint64_t, source_cursor&) {},
     [](replicated_txn&) {},
     [](feed_event&) {},
+    [](caf::tick_atom) {},
   };
 }
 

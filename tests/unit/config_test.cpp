@@ -167,6 +167,31 @@ CAF_TEST(bad log levels and thread counts are errors) {
                      "whole number"));
 }
 
+CAF_TEST(the source lag limit takes sizes with units) {
+  auto x = parse({"serve"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_max_lag, uint64_t{1} << 30);
+  CAF_CHECK_EQUAL(x->opts.source_idle_interval.count(), 5000);
+  x = parse({"--source.max-lag=512MB", "--source.idle-interval=2s"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_max_lag, uint64_t{512} << 20);
+  CAF_CHECK_EQUAL(x->opts.source_idle_interval.count(), 2000);
+  x = parse({"--source.max-lag=3GiB"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_max_lag, uint64_t{3} << 30);
+  x = parse({"--source.max-lag=2097152"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_max_lag, uint64_t{2} << 20);
+  for (auto bad : {"", "MB", "1.5GB", "-1GB", "12 MB", "5XB", "1kB",
+                   "99999999999TB"}) {
+    auto msg = failure(parse({std::string{"--source.max-lag="} + bad}));
+    EB_CHECK_MSG(contains(msg, "source.max-lag"), "message for " << bad
+                                                  << ": " << msg);
+  }
+  CAF_CHECK(contains(failure(parse({"--source.idle-interval=0s"})),
+                     "must be positive"));
+}
+
 CAF_TEST(a malformed postgres url is an error) {
   auto msg = failure(parse({"--postgres.url=host=x port"}));
   CAF_CHECK(contains(msg, "postgres.url"));
