@@ -1,0 +1,274 @@
+#define CAF_SUITE source_pg
+#include <caf/test/unit_test.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/source.hpp"
+#include "core/tags.hpp"
+#include "storage/database.hpp"
+#include "storage/migrations.hpp"
+#include "storage/registry_store.hpp"
+#include "tests/integration/pg_fixture.hpp"
+#include "tests/test_util.hpp"
+
+// The source actor on real logical replication: the bridges are recorders at
+// the actor boundary, driven by the test thread (they acknowledge only when
+// told to). Idle cursors, the lag limit, and subscribes before the feed.
+
+using namespace ebridge;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// What one recording bridge got from the source.
+struct bridge_log {
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::vector<change_batch> batches;
+  std::vector<up_to_date_msg> up_to_dates;
+  std::vector<uint64_t> refetches;
+  std::vector<std::string> errors;
+
+  template <class Pred>
+  bool wait(Pred pred) {
+    std::unique_lock<std::mutex> guard{mtx};
+    return cv.wait_for(guard, 10s, pred);
+  }
+};
+
+bridge_actor::behavior_type recorder(std::shared_ptr<bridge_log> log) {
+  auto note = [log](auto&& f) {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    f();
+    log->cv.notify_all();
+  };
+  return {
+    [=](change_batch& b) { note([&] { log->batches.push_back(b); }); },
+    [=](up_to_date_atom, up_to_date_msg& m) {
+      note([&] { log->up_to_dates.push_back(m); });
+    },
+    [=](refetch_atom, uint64_t id) {
+      note([&] { log->refetches.push_back(id); });
+    },
+    [=](source_error_atom, uint64_t, std::string& why) {
+      note([&] { log->errors.push_back(why); });
+    },
+    [](retry_atom, uint64_t) {},
+    [](ready_atom) { return caf::ok_atom::value; },
+    [](status_atom) { return bridge_status{}; },
+  };
+}
+
+struct config : caf::actor_system_config {
+  config() {
+    register_types(*this);
+    set("scheduler.max-threads", 2);
+  }
+};
+
+struct fixture {
+  fixture() : registry(db.url()) {
+    pg_connection conn{db.url()};
+    if (auto applied = migrate(conn); !applied)
+      CAF_FAIL("migrate: " << describe(applied.error()));
+    static int counter = 0;
+    cfg.replication.postgres_url = db.url();
+    cfg.replication.slot = "ebridge_s_" + std::to_string(::getpid()) + "_"
+                           + std::to_string(counter++);
+    cfg.replication.status_interval = 100ms;
+    cfg.replication.backoff_initial = 50ms;
+    cfg.replication.backoff_max = 200ms;
+    cfg.idle_interval = 100ms;
+  }
+
+  ~fixture() {
+    if (source)
+      caf::anon_send_exit(source, caf::exit_reason::user_shutdown);
+    sys.await_actors_before_shutdown(false);
+    source = nullptr;
+    std::this_thread::sleep_for(200ms); // the walsender lets go of the slot
+    for (int i = 0; i < 50; ++i) {
+      try {
+        auto left = db.exec("SELECT pg_drop_replication_slot(slot_name) FROM "
+                            "pg_replication_slots WHERE slot_name = '"
+                            + cfg.replication.slot + "' AND NOT active");
+        auto any = db.exec("SELECT 1 FROM pg_replication_slots WHERE "
+                           "slot_name = '" + cfg.replication.slot + "'");
+        if (any.empty())
+          break;
+      } catch (...) {
+        // still active: try again
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+
+  void start() {
+    source = sys.spawn(ebridge::source, cfg);
+  }
+
+  /// A recording bridge subscribed with `tags` (no cursor: a snapshot).
+  std::pair<bridge_actor, std::shared_ptr<bridge_log>>
+  subscribe(const std::string& tags, source_cursor from = {}) {
+    auto log = std::make_shared<bridge_log>();
+    auto b = sys.spawn(recorder, log);
+    caf::anon_send(source, caf::subscribe_atom::value, b, uint64_t{1},
+                   std::string{"default"}, tags, from);
+    bridges.push_back(b);
+    return {b, log};
+  }
+
+  void ack(const bridge_actor& b, const source_cursor& at) {
+    caf::anon_send(source, ack_atom::value, b, uint64_t{1}, at);
+  }
+
+  void insert(const std::string& url, const std::string& tags) {
+    db.exec("INSERT INTO entities (url, type, tags, created_at, updated_at) "
+            "VALUES ('" + url + "', 'agent', '" + tags + "', 1, 1)");
+  }
+
+  uint64_t wal_lsn() {
+    auto r = db.exec("SELECT pg_current_wal_lsn()::text");
+    return *parse_lsn(r[0][0].as<std::string>());
+  }
+
+  uint64_t slot_confirmed() {
+    auto r = db.exec("SELECT confirmed_flush_lsn::text FROM "
+                     "pg_replication_slots WHERE slot_name = '"
+                     + cfg.replication.slot + "'");
+    if (r.empty() || r[0][0].is_null())
+      return 0;
+    return *parse_lsn(r[0][0].as<std::string>());
+  }
+
+  test::scratch_database db;
+  registry_store registry;
+  source_config cfg;
+  config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  source_actor source;
+  std::vector<bridge_actor> bridges;
+};
+
+bool eventually(const std::function<bool()>& pred) {
+  for (int i = 0; i < 100; ++i) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(source_pg_tests, fixture)
+
+CAF_TEST(a subscribe before the feed connects waits for it) {
+  insert("/a", R"({"team":"a"})");
+  start();
+  // At once: the replication connection is still being set up.
+  auto [b, log] = subscribe(R"({"team":"a"})");
+  CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
+  std::lock_guard<std::mutex> guard{log->mtx};
+  CAF_CHECK(log->errors.empty());
+  CAF_CHECK(log->refetches.empty());
+  CAF_REQUIRE_EQUAL(log->batches.size(), 1u); // the snapshot
+  CAF_REQUIRE_EQUAL(log->batches[0].changes.size(), 1u);
+  CAF_CHECK_EQUAL(log->batches[0].changes[0].key, "/a");
+}
+
+CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
+  start();
+  auto tags = std::string{R"({"team":"a"})"};
+  auto ref = source_ref(*parse_tags(tags));
+  EB_OK(registry.upsert_bridge("default", ref, tags, "/_entities/" + ref));
+  auto [b, log] = subscribe(tags);
+  CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
+  source_cursor at;
+  {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    at = log->up_to_dates.back().at;
+  }
+  // The bridge made its bootstrap durable: cursor persisted, then the ack.
+  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
+  ack(b, at);
+  // Changes that concern other views only.
+  for (int i = 0; i < 5; ++i)
+    insert("/b" + std::to_string(i), R"({"team":"b"})");
+  auto after = wal_lsn();
+  // Its registry cursor moves past them, and Postgres may release the WAL.
+  CAF_CHECK(eventually([&] {
+    auto row = registry.get_bridge("default", ref);
+    return row && row->cursor_handle == at.handle
+           && *parse_lsn_offset(row->cursor_offset) >= after;
+  }));
+  CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
+  std::lock_guard<std::mutex> guard{log->mtx};
+  CAF_CHECK_EQUAL(log->batches.size(), 1u); // the snapshot only
+  CAF_CHECK(log->refetches.empty());
+}
+
+CAF_TEST(a view that does not acknowledge holds the slot back) {
+  start();
+  auto tags = std::string{R"({"team":"a"})"};
+  auto ref = source_ref(*parse_tags(tags));
+  EB_OK(registry.upsert_bridge("default", ref, tags, "/_entities/" + ref));
+  auto [b, log] = subscribe(tags);
+  CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
+  source_cursor at;
+  {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    at = log->up_to_dates.back().at;
+  }
+  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
+  ack(b, at);
+  CAF_REQUIRE(eventually([&] {
+    return slot_confirmed() >= *parse_lsn_offset(at.offset);
+  }));
+  // A change for it that it never acknowledges, then changes for others.
+  insert("/a1", R"({"team":"a"})");
+  CAF_REQUIRE(log->wait([&] { return log->batches.size() >= 2; }));
+  for (int i = 0; i < 5; ++i)
+    insert("/b" + std::to_string(i), R"({"team":"b"})");
+  auto held = *parse_lsn_offset(at.offset);
+  std::this_thread::sleep_for(1s);
+  CAF_CHECK_LESS(slot_confirmed(), wal_lsn());
+  CAF_CHECK_LESS_OR_EQUAL(slot_confirmed(), held + 1);
+  auto row = registry.get_bridge("default", ref);
+  CAF_REQUIRE(row);
+  CAF_CHECK_EQUAL(row->cursor_offset, at.offset); // not moved: not idle
+}
+
+CAF_TEST(a view that lags more than the limit must resync) {
+  cfg.max_lag = 4096; // bytes of WAL
+  start();
+  auto [b, log] = subscribe(R"({"team":"a"})");
+  CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
+  // It never acknowledges; its changes pile up past the limit.
+  for (int i = 0; i < 40; ++i)
+    insert("/a" + std::to_string(i), R"({"team":"a"})");
+  CAF_REQUIRE(log->wait([&] { return !log->refetches.empty(); }));
+  // Dropped: later changes no longer reach it.
+  size_t seen = 0;
+  {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    seen = log->batches.size();
+  }
+  insert("/late", R"({"team":"a"})");
+  std::this_thread::sleep_for(500ms);
+  std::lock_guard<std::mutex> guard{log->mtx};
+  CAF_CHECK_EQUAL(log->batches.size(), seen);
+  CAF_CHECK_EQUAL(log->refetches.size(), 1u);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
