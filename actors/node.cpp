@@ -6,6 +6,7 @@
 #include <thread>
 #include <iostream>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,7 +94,27 @@ int run_ref(const std::vector<std::string>& args) {
   return exit_ok;
 }
 
+/// Every stream keeps its log file open and every reader holds a socket:
+/// take all the descriptors the hard limit allows (Debian's soft default of
+/// 1024 would end at about a thousand views).
+void raise_open_files_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0)
+    return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    auto wanted = lim;
+    wanted.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0)
+      lim = wanted;
+  }
+  if (lim.rlim_cur < 16384)
+    log::warn("node", "few file descriptors: each view keeps its stream file "
+                      "open and each reader a socket",
+              {{"limit", std::to_string(lim.rlim_cur)}});
+}
+
 int run_serve(const options& opts) {
+  raise_open_files_limit();
   if (auto err = prepare_data_dir(opts.data_dir)) {
     std::cerr << "ebridge: " << error_message(err) << '\n';
     return exit_usage;
