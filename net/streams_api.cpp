@@ -641,16 +641,20 @@ struct streams_api::sse_session
       stream->finish();
   }
 
+  enum class delivery { sent, gone, elsewhere };
+
   /// Called by the hub with a batch read at `from` (hubs_mtx_ held).
-  /// Returns false when the session is gone.
-  bool deliver(uint64_t from, const read_result& r, const std::string& data) {
+  delivery deliver(uint64_t from, const read_result& r,
+                   const std::string& data) {
     std::lock_guard<std::mutex> guard{mtx};
-    if (finished || position != from)
-      return false;
+    if (finished)
+      return delivery::gone;
+    if (position != from)
+      return delivery::elsewhere; // never expected: it catches up alone
     position = r.next_offset;
     sent_any = true;
     write(data + control(r.next_offset, r.up_to_date, r.closed));
-    return true;
+    return delivery::sent;
   }
 
   /// Sends everything from the position to the tail on its own, then joins
@@ -823,7 +827,10 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
           encoded[kind] = m->data_event(r);
           done[kind] = true;
         }
-        if (!m->deliver(hub->position, r, encoded[kind])) {
+        auto got = m->deliver(hub->position, r, encoded[kind]);
+        if (got != sse_session::delivery::sent) {
+          if (got == sse_session::delivery::elsewhere)
+            to_pump.push_back(m);
           m->in_hub = false;
           continue;
         }

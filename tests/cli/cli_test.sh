@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The ebridge program as a user runs it: help, version, ref, bad options,
-# migrate, and serve answering /healthz and /readyz over real HTTP, then
+# migrate, and serve answering /healthz, /readyz, registers and SSE fan-out
+# over real HTTP, then
 # stopping cleanly on SIGTERM. Needs TEST_DATABASE_URL (scripts/test).
 set -uo pipefail
 ebridge=${1:?usage: cli_test.sh PATH_TO_EBRIDGE}
@@ -51,7 +52,7 @@ unset EBRIDGE_POSTGRES_URL EBRIDGE_HTTP_LISTEN EBRIDGE_DATA_DIR EBRIDGE_CONFIG
 expect "help lists options" 0 'EBRIDGE_POSTGRES_URL' "$ebridge" --help
 for opt in postgres.url http.listen data-dir log.level scheduler.max-threads \
   registry.pool-size registry.timeout http.long-poll-timeout http.max-body http.threads \
-  config; do
+  source.slot source.publication source.idle-interval source.max-lag config; do
   expect "help lists --$opt" 0 "--$opt=" "$ebridge" --help
 done
 expect "version" 0 '^ebridge [0-9]+\.[0-9]+\.[0-9]+$' "$ebridge" --version
@@ -134,6 +135,28 @@ else
     -d '[1]' "$base/_entities/$ref"
   expect "GET on ensure-stream is 405" 0 '^405$' \
     curl -s -o /dev/null -w '%{http_code}' "$ensure"
+  # SSE fan-out: five followers of one stream get the same events, in order.
+  fan="$base/v1/stream/cli-fan"
+  expect "create a JSON stream" 0 '^201$' curl -s -o /dev/null -w '%{http_code}' \
+    -X PUT -H 'Content-Type: application/json' "$fan"
+  for i in 1 2 3 4 5; do
+    curl -sN -m 4 "$fan?offset=now&live=sse" >"$work/sse$i" 2>/dev/null &
+  done
+  sleep 1
+  for n in 1 2 3; do
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+      -d "[{\"n\":$n}]" "$fan"
+  done
+  wait_for_followers() { for _ in $(seq 1 60); do
+    [ "$(grep -h '^data:\[' "$work"/sse? | wc -l)" -ge 15 ] && return; sleep 0.1; done; }
+  wait_for_followers
+  want=$'data:[{"n":1}]\ndata:[{"n":2}]\ndata:[{"n":3}]'
+  same=0
+  for i in 1 2 3 4 5; do
+    [ "$(grep '^data:\[' "$work/sse$i")" = "$want" ] && same=$((same + 1))
+  done
+  if [ "$same" = 5 ]; then pass "five SSE followers get the same three events in order"
+  else fail "SSE fan-out: $same of 5 followers got exactly the three events: $(head -c 400 "$work/sse1")"; fi
   kill -TERM "$server_pid"
   code=""
   for _ in $(seq 1 100); do
