@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The ebridge program as a user runs it: help, version, ref, bad options,
 # migrate, and serve answering /healthz, /readyz, registers and SSE fan-out
-# over real HTTP, then
-# stopping cleanly on SIGTERM. Needs TEST_DATABASE_URL (scripts/test).
+# over real HTTP, then stopping cleanly on SIGTERM. Needs TEST_DATABASE_URL (scripts/test).
 set -uo pipefail
 ebridge=${1:?usage: cli_test.sh PATH_TO_EBRIDGE}
 : "${TEST_DATABASE_URL:?TEST_DATABASE_URL is not set: run through scripts/test}"
