@@ -21,6 +21,10 @@ namespace {
 
 using self_ptr = source_actor::stateful_pointer<source_state>;
 
+/// How often the source recomputes what Postgres may release (and counts
+/// towards the idle check).
+constexpr auto tick_interval = std::chrono::milliseconds{100};
+
 /// Modular order of 32-bit transaction ids, as Postgres compares them.
 bool xid_precedes(uint32_t a, uint32_t b) {
   return static_cast<int32_t>(a - b) < 0;
@@ -180,6 +184,7 @@ void refetch_all(self_ptr self, const std::string& why) {
     st.index.remove(id);
   }
   st.subscribers.clear();
+  st.by_bridge.clear();
   st.recent.clear();
   st.recent_base = st.position;
 }
@@ -189,13 +194,8 @@ void drop_subscriber(source_state& st, const bridge_actor& bridge) {
   w.erase(std::remove_if(w.begin(), w.end(),
                          [&](const auto& x) { return x.bridge == bridge; }),
           w.end());
-  for (auto i = st.subscribers.begin(); i != st.subscribers.end(); ++i) {
-    if (i->second.bridge == bridge) {
-      st.index.remove(i->first);
-      st.subscribers.erase(i);
-      return;
-    }
-  }
+  if (auto i = st.by_bridge.find(bridge.address()); i != st.by_bridge.end())
+    st.erase(i->second);
 }
 
 /// Sends a live subscriber the recent transactions after its start.
@@ -222,8 +222,7 @@ void finish_snapshot(self_ptr self, snapshot_result& snap) {
   if (!snap.error.empty()) {
     self->send(sub.bridge, source_error_atom::value, sub.subscription,
                "snapshot failed: " + snap.error);
-    st.index.remove(i->first);
-    st.subscribers.erase(i);
+    st.erase(i->first);
     return;
   }
   // The snapshot's rows at the position the subscription started from;
@@ -287,8 +286,7 @@ void subscribe(self_ptr self, const bridge_actor& bridge, uint64_t subscription,
     sub.from = *lsn;
     sub.acked = *lsn;
     sub.sent = *lsn;
-    st.index.add(id, tenant, sub.tags);
-    st.subscribers.emplace(id, std::move(sub));
+    st.add(id, std::move(sub));
     replay(self, id);
     return;
   }
@@ -296,8 +294,7 @@ void subscribe(self_ptr self, const bridge_actor& bridge, uint64_t subscription,
   sub.acked = st.position;
   sub.sent = st.position;
   sub.snapshotting = true;
-  st.index.add(id, tenant, sub.tags);
-  st.subscribers.emplace(id, std::move(sub));
+  st.add(id, std::move(sub));
   self
     ->request(st.snapshotter, caf::infinite, id, tenant,
               to_json(*tags))
@@ -340,8 +337,7 @@ void idle_check(self_ptr self) {
               {{"lag_bytes", std::to_string(st.position - i->second.acked)},
                {"max_lag_bytes", std::to_string(st.cfg.max_lag)}});
     self->send(i->second.bridge, refetch_atom::value, i->second.subscription);
-    st.index.remove(id);
-    st.subscribers.erase(i);
+    st.erase(id);
   }
   st.confirm();
   if (log::enabled(log_level::debug)) {
@@ -398,7 +394,25 @@ void idle_check(self_ptr self) {
 
 } // namespace
 
-void source_state::confirm() {
+void source_state::add(uint64_t id, subscriber sub) {
+  index.add(id, sub.tenant, sub.tags);
+  by_bridge[sub.bridge.address()] = id;
+  subscribers.emplace(id, std::move(sub));
+}
+
+void source_state::erase(uint64_t id) {
+  auto i = subscribers.find(id);
+  if (i == subscribers.end())
+    return;
+  index.remove(id);
+  if (auto j = by_bridge.find(i->second.bridge.address());
+      j != by_bridge.end() && j->second == id)
+    by_bridge.erase(j);
+  subscribers.erase(i);
+}
+
+void source_state::confirm_now() {
+  confirm_dirty = false;
   if (!reader)
     return;
   // Idle subscribers hold it back too, until the idle check has moved their
@@ -424,7 +438,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
     log::error("source", "cannot start", {{"error", error_message(err)}});
     self->quit(err);
   }
-  self->delayed_send(self, st.cfg.idle_interval, caf::tick_atom::value);
+  self->delayed_send(self, tick_interval, caf::tick_atom::value);
   auto reader = st.reader;
   // The reader's thread must end with the actor.
   self->attach_functor([reader] { reader->stop(); });
@@ -438,14 +452,8 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
                              return x.bridge.address() == msg.source;
                            }),
             w.end());
-    for (auto i = st.subscribers.begin(); i != st.subscribers.end();) {
-      if (i->second.bridge.address() == msg.source) {
-        st.index.remove(i->first);
-        i = st.subscribers.erase(i);
-      } else {
-        ++i;
-      }
-    }
+    if (auto i = st.by_bridge.find(msg.source); i != st.by_bridge.end())
+      st.erase(i->second);
     st.confirm();
   });
   return {
@@ -473,9 +481,13 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       auto lsn = parse_lsn_offset(at.offset);
       if (!lsn || at.handle != st.identity.handle())
         return;
-      for (auto& [id, sub] : st.subscribers)
-        if (sub.bridge == bridge && sub.subscription == subscription)
-          sub.acked = std::max(sub.acked, *lsn);
+      auto i = st.by_bridge.find(bridge.address());
+      if (i == st.by_bridge.end())
+        return;
+      auto& sub = st.subscribers.at(i->second);
+      if (sub.subscription != subscription)
+        return;
+      sub.acked = std::max(sub.acked, *lsn);
       st.confirm();
     },
     [self](replicated_txn& txn) {
@@ -512,9 +524,15 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
         st.confirm();
     },
     [self](caf::tick_atom) {
-      idle_check(self);
-      self->delayed_send(self, self->state.cfg.idle_interval,
-                         caf::tick_atom::value);
+      auto& st = self->state;
+      auto every = std::max<int64_t>(1, st.cfg.idle_interval / tick_interval);
+      if (++st.ticks >= every) {
+        st.ticks = 0;
+        idle_check(self);
+      }
+      if (st.confirm_dirty)
+        st.confirm_now();
+      self->delayed_send(self, tick_interval, caf::tick_atom::value);
     },
     [self](feed_event& e) {
       auto& st = self->state;

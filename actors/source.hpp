@@ -77,9 +77,24 @@ struct source_state {
   tag_index index;
   uint64_t next_id = 1;
   std::map<uint64_t, subscriber> subscribers;
+  /// Each bridge's subscriber id (a bridge has one subscription at a time).
+  std::map<caf::actor_addr, uint64_t> by_bridge;
+  /// Set when what Postgres may release could have moved; the periodic
+  /// tick recomputes it (not every ack: that costs a pass over all).
+  bool confirm_dirty = false;
+  /// Ticks since the last idle check.
+  int ticks = 0;
+
+  void add(uint64_t id, subscriber sub);
+  void erase(uint64_t id);
+
+  /// Marks what Postgres may release as changed (computed at the next tick).
+  void confirm() {
+    confirm_dirty = true;
+  }
 
   /// Tells Postgres what every subscriber made durable.
-  void confirm();
+  void confirm_now();
 
   static inline const char* name = "source";
 };
