@@ -192,6 +192,8 @@ using bridge_actor = caf::typed_actor<
   caf::reacts_to<source_error_atom, uint64_t, std::string>,
   // Internal: a scheduled retry of a resync.
   caf::reacts_to<retry_atom, uint64_t>,
+  // Internal: time to write the trailing cursor.
+  caf::reacts_to<cursor_atom>,
   // Answers once the first bootstrap is durable (at once when resumed).
   caf::replies_to<ready_atom>::with<caf::ok_atom>,
   caf::replies_to<status_atom>::with<bridge_status>>;

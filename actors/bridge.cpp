@@ -96,7 +96,8 @@ void persist(self_ptr self, source_cursor at) {
       [self, at](bool) {
         auto& st = self->state;
         st.persisting = false;
-        st.cursor = at;
+        if (st.cursor.handle != at.handle || st.cursor.offset < at.offset)
+          st.cursor = at;
         self->send(st.cfg.source, ack_atom::value,
                    caf::actor_cast<bridge_actor>(self), st.subscription, at);
         if (st.to_persist) {
@@ -124,6 +125,7 @@ void push_step(self_ptr self, source_cursor at,
     advance(self);
     return;
   }
+  s.appended = true;
   st.steps.push_back(s);
   sink_append append;
   append.stream = st.cfg.stream;
@@ -169,7 +171,20 @@ void advance(self_ptr self) {
         promise.deliver(caf::ok_atom::value);
       st.ready_waiters.clear();
     } else if (st.phase == bridge_phase::live) {
-      persist(self, s.at);
+      if (s.appended && st.cfg.cursor_interval.count() > 0) {
+        // Durable in the stream, whose Stream-Seq records the offset: a
+        // restart resumes past it with or without the cursor. The source
+        // hears of it now; the cursor follows within the interval.
+        self->send(st.cfg.source, ack_atom::value,
+                   caf::actor_cast<bridge_actor>(self), st.subscription, s.at);
+        st.trailing = s.at;
+        if (!st.trailing_scheduled) {
+          st.trailing_scheduled = true;
+          self->delayed_send(self, st.cfg.cursor_interval, cursor_atom::value);
+        }
+      } else {
+        persist(self, s.at);
+      }
     }
   }
 }
@@ -193,6 +208,7 @@ void resync(self_ptr self) {
   ++st.subscription;
   st.skip_until.clear();
   st.stale.clear();
+  st.trailing.reset(); // no cursor until the new bootstrap is durable
   auto& cfg = st.cfg;
   auto take_epoch = [self] {
     auto& cfg = self->state.cfg;
@@ -401,6 +417,15 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
                  {"error", reason},
                  {"retry_ms", std::to_string(delay.count())}});
       schedule_resync(self, delay);
+    },
+    [self](cursor_atom) {
+      auto& st = self->state;
+      st.trailing_scheduled = false;
+      if (!st.trailing || st.phase != bridge_phase::live)
+        return;
+      auto at = std::move(*st.trailing);
+      st.trailing.reset();
+      persist(self, std::move(at));
     },
     [self](retry_atom, uint64_t token) {
       auto& st = self->state;

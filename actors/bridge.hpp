@@ -31,6 +31,11 @@ struct bridge_config {
   std::chrono::milliseconds backoff_max{30000};
   /// Longest wait for the sink or the registry.
   std::chrono::milliseconds request_timeout{30000};
+  /// While live, how long the registry cursor may trail what the stream
+  /// holds (its Stream-Seq records the offset, so a restart resumes from
+  /// the stream anyway): one cursor write per interval, not per batch.
+  /// Zero: written after every batch.
+  std::chrono::milliseconds cursor_interval{0};
 };
 
 enum class bridge_phase { loading, bootstrapping, live, resyncing, stopped };
@@ -72,12 +77,17 @@ struct bridge_state {
     source_cursor at;
     /// The end of a bootstrap: the cursor may be persisted once durable.
     bool completes_bootstrap = false;
+    /// Its events went to the stream (its Stream-Seq carries `at`).
+    bool appended = false;
   };
   std::deque<step> steps;
   uint64_t next_step = 1;
   /// The cursor being persisted, and the next one to persist after it.
   bool persisting = false;
   std::optional<source_cursor> to_persist;
+  /// A cursor to write at the next interval (live, appended batches).
+  std::optional<source_cursor> trailing;
+  bool trailing_scheduled = false;
   bool bootstrapped = false;
   int failures = 0;
   std::vector<caf::response_promise> ready_waiters;

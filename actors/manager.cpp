@@ -36,6 +36,7 @@ bridge_config bridge_config_for(const manager_config& cfg,
   b.sink = cfg.sink;
   b.registry = cfg.registry;
   b.request_timeout = cfg.request_timeout;
+  b.cursor_interval = cfg.cursor_interval;
   return b;
 }
 

@@ -27,6 +27,7 @@ struct manager_config {
   std::chrono::milliseconds restart_max{30000};
   /// Passed on to every bridge.
   std::chrono::milliseconds request_timeout{30000};
+  std::chrono::milliseconds cursor_interval{1000};
 };
 
 struct manager_state {

@@ -25,6 +25,10 @@ using self_ptr = source_actor::stateful_pointer<source_state>;
 /// towards the idle check).
 constexpr auto tick_interval = std::chrono::milliseconds{100};
 
+/// Most idle cursors moved by one statement (the rest at the next check):
+/// big transactions slow every logical decoder of the database.
+constexpr size_t max_advance = 2000;
+
 /// Modular order of 32-bit transaction ids, as Postgres compares them.
 bool xid_precedes(uint32_t a, uint32_t b) {
   return static_cast<int32_t>(a - b) < 0;
@@ -307,7 +311,49 @@ void subscribe(self_ptr self, const bridge_actor& bridge, uint64_t subscription,
           });
 }
 
-/// See source_state: idle cursors move, lagging st.subscribers resync.
+/// Asks the database worker to move one chunk of idle cursors.
+void request_advance(self_ptr self, idle_advance adv) {
+  auto& st = self->state;
+  auto ids = adv.subscribers;
+  auto lsn = adv.lsn;
+  self->request(st.snapshotter, caf::infinite, std::move(adv))
+    .then(
+      [self, lsn](idle_advance& done) {
+        auto& st = self->state;
+        std::set<bridge_key> moved{done.keys.begin(), done.keys.end()};
+        for (auto id : done.subscribers) {
+          auto i = st.subscribers.find(id);
+          if (i == st.subscribers.end() || i->second.advancing != lsn)
+            continue;
+          i->second.advancing = 0;
+          // A row that did not move (its bridge resyncing or already past)
+          // is tried again at the next check.
+          if (moved.count(bridge_key{i->second.tenant, i->second.ref}) > 0)
+            i->second.acked = std::max(i->second.acked, lsn);
+        }
+        st.confirm();
+      },
+      [self, ids, lsn](caf::error& err) {
+        auto& st = self->state;
+        log::warn("source", "cannot move idle cursors; retrying later",
+                  {{"error", describe(err)}});
+        for (auto id : ids) {
+          auto i = st.subscribers.find(id);
+          if (i == st.subscribers.end() || i->second.advancing != lsn)
+            continue;
+          auto& sub = i->second;
+          sub.advancing = 0;
+          if (sub.acked >= sub.sent)
+            sub.floor = std::max(sub.floor, lsn);
+        }
+        st.confirm();
+      });
+}
+
+/// Moves the registry cursors of subscribers that made everything durable
+/// and got nothing since to the feed's position (in a few statements for
+/// all of them), and forces those that hold back more than `max_lag` of WAL
+/// to resync.
 void idle_check(self_ptr self) {
   auto& st = self->state;
   std::vector<uint64_t> lagging;
@@ -354,42 +400,18 @@ void idle_check(self_ptr self) {
                 {"busy", std::to_string(busy)},
                 {"moving", std::to_string(adv.keys.size())}});
   }
-  if (adv.keys.empty())
-    return;
-  auto ids = adv.subscribers;
-  auto lsn = adv.lsn;
-  self->request(st.snapshotter, caf::infinite, std::move(adv))
-    .then(
-      [self, lsn](idle_advance& done) {
-        auto& st = self->state;
-        std::set<bridge_key> moved{done.keys.begin(), done.keys.end()};
-        for (auto id : done.subscribers) {
-          auto i = st.subscribers.find(id);
-          if (i == st.subscribers.end() || i->second.advancing != lsn)
-            continue;
-          i->second.advancing = 0;
-          // A row that did not move (its bridge resyncing or already past)
-          // is tried again at the next check.
-          if (moved.count(bridge_key{i->second.tenant, i->second.ref}) > 0)
-            i->second.acked = std::max(i->second.acked, lsn);
-        }
-        st.confirm();
-      },
-      [self, ids, lsn](caf::error& err) {
-        auto& st = self->state;
-        log::warn("source", "cannot move idle cursors; retrying later",
-                  {{"error", describe(err)}});
-        for (auto id : ids) {
-          auto i = st.subscribers.find(id);
-          if (i == st.subscribers.end() || i->second.advancing != lsn)
-            continue;
-          auto& sub = i->second;
-          sub.advancing = 0;
-          if (sub.acked >= sub.sent)
-            sub.floor = std::max(sub.floor, lsn);
-        }
-        st.confirm();
-      });
+  // In statements of at most max_advance rows, one after the other.
+  for (size_t first = 0; first < adv.keys.size(); first += max_advance) {
+    auto last = std::min(adv.keys.size(), first + max_advance);
+    idle_advance part;
+    part.handle = adv.handle;
+    part.offset = adv.offset;
+    part.lsn = adv.lsn;
+    part.keys.assign(adv.keys.begin() + first, adv.keys.begin() + last);
+    part.subscribers.assign(adv.subscribers.begin() + first,
+                            adv.subscribers.begin() + last);
+    request_advance(self, std::move(part));
+  }
 }
 
 } // namespace
@@ -542,9 +564,21 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       }
       if (e.what == feed_event::kind::progress) {
         // Nothing for anyone up to there.
-        if (st.connected && e.start_lsn > st.position) {
+        if (!st.connected)
+          return;
+        if (e.start_lsn > st.position) {
           st.position = e.start_lsn;
           st.confirm();
+        }
+        if (e.urgent) {
+          // The server waits for exactly this (a shutdown waits until the
+          // client confirms all it was sent): idle subscribers stop holding
+          // back without waiting for their cursors to move. Should this
+          // process stop before they move, those views resync.
+          for (auto& [id, sub] : st.subscribers)
+            if (!sub.snapshotting && sub.acked >= sub.sent)
+              sub.floor = std::max(sub.floor, st.position);
+          st.confirm_now();
         }
         return;
       }

@@ -21,7 +21,7 @@ struct source_config {
   /// little behind the feed (a restart); older cursors resync.
   size_t replay_buffer = 10000;
   /// How often subscribers that got nothing are told the feed's position.
-  std::chrono::milliseconds idle_interval{5000};
+  std::chrono::milliseconds idle_interval{30000};
   /// WAL bytes a subscriber may hold back before it must resync.
   uint64_t max_lag = uint64_t{1} << 30;
 };

@@ -38,7 +38,7 @@ struct options {
   std::chrono::milliseconds register_timeout{10000};
   std::string source_slot = "ebridge";
   std::string source_publication = "ebridge_entities";
-  std::chrono::milliseconds source_idle_interval{5000};
+  std::chrono::milliseconds source_idle_interval{30000};
   uint64_t source_max_lag = uint64_t{1} << 30;
   std::string config_file; // empty: no file
 };

@@ -272,9 +272,13 @@ caf::expected<bool> registry_store::update_cursor(const std::string& tenant,
     return err;
   if (auto err = check_text("cursor offset", offset, 1024))
     return err;
+  // Never backwards on the same handle: a late write of an older cursor
+  // (a trailing write after the idle advance) must not undo a newer one.
   return impl_->modify("UPDATE entity_bridges SET shape_handle = $3, "
                         "shape_offset = $4, updated_at = now() "
-                        "WHERE tenant_id = $1 AND source_ref = $2",
+                        "WHERE tenant_id = $1 AND source_ref = $2 "
+                        "AND (shape_handle IS DISTINCT FROM $3 "
+                        "OR shape_offset IS NULL OR shape_offset <= $4)",
                         tenant, ref, handle, offset);
 }
 

@@ -209,9 +209,10 @@ private:
       // lies before it had nothing for us (other tables, empty
       // transactions), so it may be confirmed once every view is idle;
       // a shutting-down server waits for exactly that.
-      if (!in_txn_ && k->wal_end > progress_) {
-        progress_ = k->wal_end;
-        on_event_(feed_event{feed_event::kind::progress, {}, k->wal_end, {}});
+      if (!in_txn_ && (k->wal_end > progress_ || k->reply_requested)) {
+        progress_ = std::max(progress_, k->wal_end);
+        on_event_(feed_event{feed_event::kind::progress, {}, progress_, {},
+                             k->reply_requested});
       }
       if (k->reply_requested && !send_status())
         return "cannot send status";

@@ -70,6 +70,9 @@ struct feed_event {
   uint64_t start_lsn = 0;
   /// For disconnected: why.
   std::string reason;
+  /// For progress: the server asked for a reply (it is shutting down, or
+  /// heard nothing for a long time): what it waits for is wanted now.
+  bool urgent = false;
 };
 
 /// Follows `entities` through Postgres logical replication (raw libpq,

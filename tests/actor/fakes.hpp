@@ -229,6 +229,10 @@ fake_registry(std::shared_ptr<registry_record> rec) {
       auto i = rec->rows.find(key(t, r));
       if (i == rec->rows.end())
         return false;
+      // As the real registry: never backwards on the same handle.
+      if (i->second.cursor_handle == h && !i->second.cursor_offset.empty()
+          && o < i->second.cursor_offset)
+        return false;
       i->second.cursor_handle = h;
       i->second.cursor_offset = o;
       return true;

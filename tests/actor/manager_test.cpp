@@ -261,6 +261,13 @@ CAF_TEST(a sink failure kills the bridge and its restart appends the change once
                                             {upsert("a", "idle")}});
   sched.run();
   CAF_CHECK_EQUAL(snk->streams["/_entities/" + ref_x].messages.size(), 1u);
+  // Durable in the stream: the source hears of it at once; the registry
+  // cursor trails by up to the cursor interval (1 s).
+  CAF_REQUIRE(!src->acks.empty());
+  CAF_CHECK_EQUAL(src->acks.back().offset, "0002");
+  CAF_CHECK_EQUAL(row_of(ref_x).cursor_offset, "0001");
+  sched.advance_time(std::chrono::seconds{1});
+  sched.run();
   CAF_CHECK_EQUAL(row_of(ref_x).cursor_offset, "0002");
 }
 

@@ -64,6 +64,7 @@ bridge_actor::behavior_type recorder(std::shared_ptr<bridge_log> log) {
       note([&] { log->errors.push_back(why); });
     },
     [](retry_atom, uint64_t) {},
+    [](cursor_atom) {},
     [](ready_atom) { return caf::ok_atom::value; },
     [](status_atom) { return bridge_status{}; },
   };
