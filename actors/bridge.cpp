@@ -156,7 +156,7 @@ void advance(self_ptr self) {
   auto& st = self->state;
   while (!st.steps.empty() && st.steps.front().durable) {
     auto s = std::move(st.steps.front());
-    st.steps.pop_front();
+    st.steps.erase(st.steps.begin()); // few: the appends in flight
     if (s.subscription != st.subscription)
       continue;
     if (s.completes_bootstrap) {

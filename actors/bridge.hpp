@@ -80,7 +80,8 @@ struct bridge_state {
     /// Its events went to the stream (its Stream-Seq carries `at`).
     bool appended = false;
   };
-  std::deque<step> steps;
+  /// (A vector: an empty std::deque still holds ~600 bytes, per bridge.)
+  std::vector<step> steps;
   uint64_t next_step = 1;
   /// The cursor being persisted, and the next one to persist after it.
   bool persisting = false;

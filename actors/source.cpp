@@ -250,8 +250,10 @@ void finish_snapshot(self_ptr self, snapshot_result& snap) {
       sub.sent = std::max(sub.sent, *lsn);
     self->send(sub.bridge, std::move(batch));
   }
-  sub.buffer.clear();
-  snap.rows.clear();
+  // Release what the snapshot held: an idle view keeps `seen` until the
+  // feed passes the snapshot's position.
+  std::vector<std::pair<uint32_t, change_batch>>{}.swap(sub.buffer);
+  std::vector<member_row>{}.swap(snap.rows);
   sub.seen = std::move(snap);
   sub.snapshotting = false;
   self->send(sub.bridge, up_to_date_atom::value,
@@ -364,6 +366,8 @@ void idle_check(self_ptr self) {
   for (auto& [id, sub] : st.subscribers) {
     if (sub.snapshotting)
       continue;
+    if (sub.seen && st.position > sub.seen->wal_lsn)
+      sub.seen.reset(); // the feed is past all the snapshot saw
     if (sub.acked >= sub.sent) {
       // It made everything durable, and nothing since concerned it: its
       // cursor may move to the feed's position.
