@@ -89,17 +89,22 @@ void persist(self_ptr self, source_cursor at) {
   }
   st.persisting = true;
   auto& cfg = st.cfg;
+  auto subscription = st.subscription;
   self
     ->request(cfg.registry, cfg.request_timeout, cursor_atom::value,
               cfg.tenant, cfg.source_ref, at.handle, at.offset)
     .then(
-      [self, at](bool) {
+      [self, at, subscription](bool) {
         auto& st = self->state;
         st.persisting = false;
+        // What the registry holds now (a resync checks it to clear it).
         if (st.cursor.handle != at.handle || st.cursor.offset < at.offset)
           st.cursor = at;
-        self->send(st.cfg.source, ack_atom::value,
-                   caf::actor_cast<bridge_actor>(self), st.subscription, at);
+        // A resync that began meanwhile clears it after this write (and
+        // dropped what waited): the source need not hear of it.
+        if (subscription == st.subscription)
+          self->send(st.cfg.source, ack_atom::value,
+                     caf::actor_cast<bridge_actor>(self), st.subscription, at);
         if (st.to_persist) {
           auto next = std::move(*st.to_persist);
           st.to_persist.reset();
@@ -208,7 +213,10 @@ void resync(self_ptr self) {
   ++st.subscription;
   st.skip_until.clear();
   st.stale.clear();
-  st.trailing.reset(); // no cursor until the new bootstrap is durable
+  // No cursor until the new bootstrap is durable: none of the old
+  // subscription's may be written after the clear.
+  st.trailing.reset();
+  st.to_persist.reset();
   auto& cfg = st.cfg;
   auto take_epoch = [self] {
     auto& cfg = self->state.cfg;
@@ -226,7 +234,9 @@ void resync(self_ptr self) {
         },
         failer(self));
   };
-  if (st.cursor.empty()) {
+  // A cursor write still on its way lands before the clear (one registry
+  // worker per bridge, in order): clear then too.
+  if (st.cursor.empty() && !st.persisting) {
     take_epoch();
     return;
   }

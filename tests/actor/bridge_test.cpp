@@ -282,6 +282,22 @@ CAF_TEST(a trailing cursor lost in a crash costs nothing) {
   CAF_CHECK_EQUAL(reg->calls["cursor"], writes + 1);
 }
 
+CAF_TEST(a refetch while the bootstrap cursor is being written clears it) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  // The bootstrap completes (its cursor write goes out) and a refetch comes
+  // before anything else runs.
+  auto id = sub().id;
+  caf::anon_send(b, up_to_date_atom::value,
+                 up_to_date_msg{id, source_cursor{"h1", "0001"}});
+  caf::anon_send(b, refetch_atom::value, id);
+  sched.run();
+  // Resyncing: no cursor in the registry until the new bootstrap is
+  // durable, or a crash now would resume without the stale deletes.
+  CAF_CHECK_EQUAL(persisted_offset(), "");
+  CAF_CHECK(sub().from.empty());
+}
+
 CAF_TEST(a crash mid bootstrap leaves no cursor and the restart emits the stale deletes) {
   snk->streams[stream].messages = {
     to_json(member_event{event_op::insert, "old", row("old", "idle"), {}}, 1)};
