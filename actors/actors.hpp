@@ -129,14 +129,13 @@ struct snapshot_result {
 };
 
 /// Idle bridges whose cursors move to one position (a source's request to
-/// its database worker); answered with how many moved.
+/// its database worker); answered with the keys of the rows that moved.
 struct idle_advance {
   std::string handle;
-  std::string offset;
+  uint64_t lsn = 0;
   std::vector<bridge_key> keys;
   /// The source's subscriber ids, in the order of `keys`.
   std::vector<uint64_t> subscribers;
-  uint64_t lsn = 0;
 };
 
 /// What the node reports about its readiness to serve.

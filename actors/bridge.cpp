@@ -78,6 +78,14 @@ bool resyncing(const bridge_state& st) {
 
 void advance(self_ptr self);
 
+/// Tells the source the current subscription made everything up to `at`
+/// durable.
+void ack(self_ptr self, const source_cursor& at) {
+  auto& st = self->state;
+  self->send(st.cfg.source, ack_atom::value,
+             caf::actor_cast<bridge_actor>(self), st.subscription, at);
+}
+
 /// Persists a cursor, one write at a time; a newer one waits its turn and
 /// replaces any older one still waiting. The source hears of a position
 /// only once it is persisted.
@@ -103,8 +111,7 @@ void persist(self_ptr self, source_cursor at) {
         // A resync that began meanwhile clears it after this write (and
         // dropped what waited): the source need not hear of it.
         if (subscription == st.subscription)
-          self->send(st.cfg.source, ack_atom::value,
-                     caf::actor_cast<bridge_actor>(self), st.subscription, at);
+          ack(self, at);
         if (st.to_persist) {
           auto next = std::move(*st.to_persist);
           st.to_persist.reset();
@@ -180,8 +187,7 @@ void advance(self_ptr self) {
         // Durable in the stream, whose Stream-Seq records the offset: a
         // restart resumes past it with or without the cursor. The source
         // hears of it now; the cursor follows within the interval.
-        self->send(st.cfg.source, ack_atom::value,
-                   caf::actor_cast<bridge_actor>(self), st.subscription, s.at);
+        ack(self, s.at);
         st.trailing = s.at;
         if (!st.trailing_scheduled) {
           st.trailing_scheduled = true;
@@ -363,9 +369,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
         return;
       if (!st.skip_until.empty() && batch.at.offset <= st.skip_until) {
         // Already in the stream: only tell the source it may move on.
-        self->send(st.cfg.source, ack_atom::value,
-                   caf::actor_cast<bridge_actor>(self), st.subscription,
-                   batch.at);
+        ack(self, batch.at);
         return;
       }
       std::vector<member_event> events;
@@ -386,9 +390,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
         // (in order after any pending step), so Postgres may release WAL and
         // a restart resumes from there.
         if (!st.skip_until.empty() && msg.at.offset <= st.skip_until) {
-          self->send(st.cfg.source, ack_atom::value,
-                     caf::actor_cast<bridge_actor>(self), st.subscription,
-                     msg.at);
+          ack(self, msg.at);
           return;
         }
         push_step(self, std::move(msg.at), {}, false);

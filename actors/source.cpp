@@ -110,7 +110,8 @@ caf::behavior snapshotter(caf::event_based_actor*, std::string url) {
       return result;
     },
     [db](idle_advance& req) -> caf::result<idle_advance> {
-      auto moved = advance_idle_cursors(*db, req.handle, req.offset, req.keys);
+      auto moved = advance_idle_cursors(*db, req.handle,
+                                        format_lsn_offset(req.lsn), req.keys);
       if (!moved)
         return moved.error();
       req.keys = std::move(*moved);
@@ -193,12 +194,15 @@ void refetch_all(self_ptr self, const std::string& why) {
   st.recent_base = st.position;
 }
 
-void drop_subscriber(source_state& st, const bridge_actor& bridge) {
+/// Forgets a bridge's subscription, live or waiting for the feed.
+void drop_subscriber(source_state& st, const caf::actor_addr& bridge) {
   auto& w = st.waiting;
   w.erase(std::remove_if(w.begin(), w.end(),
-                         [&](const auto& x) { return x.bridge == bridge; }),
+                         [&](const auto& x) {
+                           return x.bridge.address() == bridge;
+                         }),
           w.end());
-  if (auto i = st.by_bridge.find(bridge.address()); i != st.by_bridge.end())
+  if (auto i = st.by_bridge.find(bridge); i != st.by_bridge.end())
     st.erase(i->second);
 }
 
@@ -262,9 +266,9 @@ void finish_snapshot(self_ptr self, snapshot_result& snap) {
 
 /// A subscription on a connected feed: resume from a cursor (replayed from
 /// the recent transactions) or bootstrap from a snapshot.
-void subscribe(self_ptr self, const bridge_actor& bridge, uint64_t subscription,
-           const std::string& tenant, const std::string& tags_json,
-           const source_cursor& from) {
+void subscribe(self_ptr self, const bridge_actor& bridge,
+               uint64_t subscription, const std::string& tenant,
+               const std::string& tags_json, const source_cursor& from) {
   auto& st = self->state;
   auto tags = parse_tags(tags_json);
   if (!tags) {
@@ -301,9 +305,7 @@ void subscribe(self_ptr self, const bridge_actor& bridge, uint64_t subscription,
   sub.sent = st.position;
   sub.snapshotting = true;
   st.add(id, std::move(sub));
-  self
-    ->request(st.snapshotter, caf::infinite, id, tenant,
-              to_json(*tags))
+  self->request(st.snapshotter, caf::infinite, id, tenant, to_json(*tags))
     .then([self](snapshot_result& snap) { finish_snapshot(self, snap); },
           [self, id](caf::error& err) {
             snapshot_result failed;
@@ -345,7 +347,7 @@ void request_advance(self_ptr self, idle_advance adv) {
             continue;
           auto& sub = i->second;
           sub.advancing = 0;
-          if (sub.acked >= sub.sent)
+          if (sub.idle())
             sub.floor = std::max(sub.floor, lsn);
         }
         st.confirm();
@@ -358,62 +360,48 @@ void request_advance(self_ptr self, idle_advance adv) {
 /// to resync.
 void idle_check(self_ptr self) {
   auto& st = self->state;
+  std::vector<uint64_t> moving;
   std::vector<uint64_t> lagging;
-  idle_advance adv;
-  adv.handle = st.identity.handle();
-  adv.offset = offset_of(st.position);
-  adv.lsn = st.position;
   for (auto& [id, sub] : st.subscribers) {
     if (sub.snapshotting)
       continue;
     if (sub.seen && st.position > sub.seen->wal_lsn)
       sub.seen.reset(); // the feed is past all the snapshot saw
-    if (sub.acked >= sub.sent) {
-      // It made everything durable, and nothing since concerned it: its
-      // cursor may move to the feed's position.
+    if (sub.idle()) {
+      // Nothing since concerned it: its cursor may move to the position.
       if (sub.acked < st.position && sub.advancing == 0 && st.connected) {
         sub.advancing = st.position;
-        adv.keys.emplace_back(sub.tenant, sub.ref);
-        adv.subscribers.push_back(id);
+        moving.push_back(id);
       }
-      continue;
-    }
-    if (st.position - sub.acked > st.cfg.max_lag)
+    } else if (st.position - sub.acked > st.cfg.max_lag) {
       lagging.push_back(id);
+    }
   }
   for (auto id : lagging) {
-    auto i = st.subscribers.find(id);
+    auto& sub = st.subscribers.at(id);
     log::warn("source", "a view lags too far behind; it must resync",
-              {{"lag_bytes", std::to_string(st.position - i->second.acked)},
+              {{"lag_bytes", std::to_string(st.position - sub.acked)},
                {"max_lag_bytes", std::to_string(st.cfg.max_lag)}});
-    self->send(i->second.bridge, refetch_atom::value, i->second.subscription);
+    self->send(sub.bridge, refetch_atom::value, sub.subscription);
     st.erase(id);
   }
   st.confirm();
-  if (log::enabled(log_level::debug)) {
-    size_t busy = 0;
-    uint64_t lowest = st.position;
-    for (auto& [id, sub] : st.subscribers) {
-      busy += sub.snapshotting || sub.acked < sub.sent ? 1 : 0;
-      lowest = std::min(lowest, std::max({sub.acked, sub.from, sub.floor}));
-    }
-    log::debug("source", "idle check",
-               {{"position", format_lsn(st.position)},
-                {"confirmed", format_lsn(lowest)},
-                {"subscribers", std::to_string(st.subscribers.size())},
-                {"busy", std::to_string(busy)},
-                {"moving", std::to_string(adv.keys.size())}});
-  }
+  log::debug("source", "idle check",
+             {{"position", format_lsn(st.position)},
+              {"subscribers", std::to_string(st.subscribers.size())},
+              {"moving", std::to_string(moving.size())},
+              {"lagging", std::to_string(lagging.size())}});
   // In statements of at most max_advance rows, one after the other.
-  for (size_t first = 0; first < adv.keys.size(); first += max_advance) {
-    auto last = std::min(adv.keys.size(), first + max_advance);
+  for (size_t first = 0; first < moving.size(); first += max_advance) {
     idle_advance part;
-    part.handle = adv.handle;
-    part.offset = adv.offset;
-    part.lsn = adv.lsn;
-    part.keys.assign(adv.keys.begin() + first, adv.keys.begin() + last);
-    part.subscribers.assign(adv.subscribers.begin() + first,
-                            adv.subscribers.begin() + last);
+    part.handle = st.identity.handle();
+    part.lsn = st.position;
+    auto last = std::min(moving.size(), first + max_advance);
+    part.subscribers.assign(moving.begin() + first, moving.begin() + last);
+    for (auto id : part.subscribers) {
+      auto& sub = st.subscribers.at(id);
+      part.keys.emplace_back(sub.tenant, sub.ref);
+    }
     request_advance(self, std::move(part));
   }
 }
@@ -445,7 +433,7 @@ void source_state::confirm_now() {
   // cursors: a restart from past a cursor would have to resync.
   auto lowest = position;
   for (auto& [id, sub] : subscribers)
-    lowest = std::min(lowest, std::max({sub.acked, sub.from, sub.floor}));
+    lowest = std::min(lowest, sub.holds());
   reader->confirm(lowest);
 }
 
@@ -472,21 +460,14 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
   // would hold back what Postgres may release.
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
-    auto& w = st.waiting;
-    w.erase(std::remove_if(w.begin(), w.end(),
-                           [&](const auto& x) {
-                             return x.bridge.address() == msg.source;
-                           }),
-            w.end());
-    if (auto i = st.by_bridge.find(msg.source); i != st.by_bridge.end())
-      st.erase(i->second);
+    drop_subscriber(st, msg.source);
     st.confirm();
   });
   return {
     [self](caf::subscribe_atom, bridge_actor& bridge, uint64_t subscription,
            std::string& tenant, std::string& tags_json, source_cursor& from) {
       auto& st = self->state;
-      drop_subscriber(st, bridge);
+      drop_subscriber(st, bridge.address());
       self->monitor(bridge);
       if (!st.connected) {
         // Started before the feed (a restart) or while it reconnects: it
@@ -498,7 +479,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       subscribe(self, bridge, subscription, tenant, tags_json, from);
     },
     [self](caf::unsubscribe_atom, bridge_actor& bridge) {
-      drop_subscriber(self->state, bridge);
+      drop_subscriber(self->state, bridge.address());
       self->state.confirm();
     },
     [self](ack_atom, bridge_actor& bridge, uint64_t subscription,
@@ -580,7 +561,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
           // back without waiting for their cursors to move. Should this
           // process stop before they move, those views resync.
           for (auto& [id, sub] : st.subscribers)
-            if (!sub.snapshotting && sub.acked >= sub.sent)
+            if (sub.idle())
               sub.floor = std::max(sub.floor, st.position);
           st.confirm_now();
         }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -52,6 +53,16 @@ struct source_state {
     /// moved (the database was unavailable): Postgres may release up to
     /// here (a shutting-down server waits for it), a restart resyncs it.
     uint64_t floor = 0;
+
+    /// It made durable everything it was sent.
+    bool idle() const {
+      return !snapshotting && acked >= sent;
+    }
+
+    /// How far Postgres may release WAL as far as this one is concerned.
+    uint64_t holds() const {
+      return std::max({acked, from, floor});
+    }
   };
 
   /// A subscribe that came while the feed was not connected.

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -748,14 +749,14 @@ void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
   bool alone = false;
   {
     std::lock_guard<std::mutex> guard{hubs_mtx_};
+    std::lock_guard<std::mutex> s{session->mtx};
+    if (session->finished)
+      return;
     auto& hub = hubs_[session->name];
     if (!hub) {
       hub = std::make_shared<sse_hub>();
       hub->name = session->name;
     }
-    std::lock_guard<std::mutex> s{session->mtx};
-    if (session->finished)
-      return;
     if (hub->members.empty()) {
       hub->position = session->position;
     } else if (hub->position != session->position) {
@@ -814,47 +815,37 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
       hub_arm(hub); // woken without news
       return;
     }
-    auto members = std::move(hub->members);
-    hub->members.clear();
-    bool keep = r.status == store_status::ok && r.up_to_date && !r.closed;
-    if (r.status == store_status::ok) {
+    auto members = std::exchange(hub->members, {});
+    for (auto& m : members)
+      m->in_hub = false;
+    if (r.status != store_status::ok) {
+      to_stop = std::move(members);
+    } else {
+      bool keep = r.up_to_date && !r.closed;
       // One encoding per kind of session (JSON, text, base64).
       std::string encoded[3];
-      bool done[3] = {false, false, false};
       for (auto& m : members) {
         int kind = m->json ? 0 : m->text ? 1 : 2;
-        if (!r.chunks.empty() && !done[kind]) {
+        if (encoded[kind].empty() && !r.chunks.empty())
           encoded[kind] = m->data_event(r);
-          done[kind] = true;
-        }
         auto got = m->deliver(hub->position, r, encoded[kind]);
-        if (got != sse_session::delivery::sent) {
-          if (got == sse_session::delivery::elsewhere)
-            to_pump.push_back(m);
-          m->in_hub = false;
+        if (got == sse_session::delivery::gone)
           continue;
-        }
-        if (keep)
-          hub->members.push_back(m);
-        else if (r.closed)
-          to_stop.push_back(m);
-        else
+        if (got == sse_session::delivery::elsewhere || (!keep && !r.closed)) {
           to_pump.push_back(m);
+        } else if (r.closed) {
+          to_stop.push_back(m);
+        } else {
+          m->in_hub = true;
+          hub->members.push_back(m);
+        }
       }
-    } else {
-      to_stop = members;
     }
-    for (auto& m : to_stop)
-      m->in_hub = false;
-    for (auto& m : to_pump)
-      m->in_hub = false;
-    if (keep && !hub->members.empty()) {
+    if (hub->members.empty()) {
+      hubs_.erase(i);
+    } else {
       hub->position = r.next_offset;
       hub_arm(hub);
-    } else {
-      for (auto& m : hub->members)
-        m->in_hub = false;
-      hubs_.erase(i);
     }
   }
   for (auto& m : to_stop)

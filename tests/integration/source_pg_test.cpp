@@ -129,6 +129,25 @@ struct fixture {
     return {b, log};
   }
 
+  /// A view in the registry, subscribed and bootstrapped (not yet
+  /// acknowledged): its bridge, what it got, its ref, its up-to-date.
+  struct view {
+    bridge_actor bridge;
+    std::shared_ptr<bridge_log> log;
+    std::string ref;
+    source_cursor at;
+  };
+
+  view registered_view(const std::string& tags) {
+    auto ref = source_ref(*parse_tags(tags));
+    EB_OK(registry.upsert_bridge("default", ref, tags, "/_entities/" + ref));
+    auto [b, log] = subscribe(tags);
+    if (!log->wait([&] { return !log->up_to_dates.empty(); }))
+      CAF_FAIL("no up-to-date within 10 s");
+    std::lock_guard<std::mutex> guard{log->mtx};
+    return {b, log, ref, log->up_to_dates.back().at};
+  }
+
   void ack(const bridge_actor& b, const source_cursor& at) {
     caf::anon_send(source, ack_atom::value, b, uint64_t{1}, at);
   }
@@ -190,16 +209,8 @@ CAF_TEST(a subscribe before the feed connects waits for it) {
 
 CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
   start();
-  auto tags = std::string{R"({"team":"a"})"};
-  auto ref = source_ref(*parse_tags(tags));
-  EB_OK(registry.upsert_bridge("default", ref, tags, "/_entities/" + ref));
-  auto [b, log] = subscribe(tags);
-  CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
-  source_cursor at;
-  {
-    std::lock_guard<std::mutex> guard{log->mtx};
-    at = log->up_to_dates.back().at;
-  }
+  auto v = registered_view(R"({"team":"a"})");
+  auto& [b, log, ref, at] = v;
   // The bridge made its bootstrap durable: cursor persisted, then the ack.
   EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
   ack(b, at);
@@ -221,16 +232,8 @@ CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
 
 CAF_TEST(a view that does not acknowledge holds the slot back) {
   start();
-  auto tags = std::string{R"({"team":"a"})"};
-  auto ref = source_ref(*parse_tags(tags));
-  EB_OK(registry.upsert_bridge("default", ref, tags, "/_entities/" + ref));
-  auto [b, log] = subscribe(tags);
-  CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
-  source_cursor at;
-  {
-    std::lock_guard<std::mutex> guard{log->mtx};
-    at = log->up_to_dates.back().at;
-  }
+  auto v = registered_view(R"({"team":"a"})");
+  auto& [b, log, ref, at] = v;
   EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
   ack(b, at);
   CAF_REQUIRE(eventually([&] {
