@@ -120,15 +120,18 @@ caf::behavior snapshotter(caf::event_based_actor*, std::string url) {
   };
 }
 
-std::string offset_of(uint64_t lsn) {
-  return format_lsn_offset(lsn);
+std::string offset_of(uint64_t lsn, uint32_t op = 0) {
+  return format_lsn_offset(lsn, op);
 }
 
-/// One batch per subscriber concerned by a transaction.
+/// One batch per subscriber concerned by a transaction, at the offset of the
+/// transaction's end LSN and the index of the last change it carries.
 std::map<uint64_t, change_batch> route_txn(source_state& st,
                                            const replicated_txn& txn) {
   std::map<uint64_t, change_batch> batches;
-  for (auto& change : txn.changes) {
+  std::map<uint64_t, uint32_t> last_op;
+  for (size_t op = 0; op < txn.changes.size(); ++op) {
+    auto& change = txn.changes[op];
     auto& any = change.new_row ? *change.new_row : *change.old_row;
     std::optional<tag_set> old_tags;
     std::optional<tag_set> new_tags;
@@ -164,9 +167,10 @@ std::map<uint64_t, change_batch> route_txn(source_state& st,
                         new_tags ? &*new_tags : nullptr);
       routed.insert(routed.end(), more.begin(), more.end());
     }
-    for (auto& [who, op] : routed) {
+    for (auto& [who, how] : routed) {
       auto& batch = batches[who];
-      if (op == routed_op::upsert)
+      last_op[who] = static_cast<uint32_t>(std::min<size_t>(op, UINT32_MAX));
+      if (how == routed_op::upsert)
         batch.changes.push_back({change_op::update, new_key, row});
       else
         batch.changes.push_back({change_op::remove, old_key, std::nullopt});
@@ -175,7 +179,8 @@ std::map<uint64_t, change_batch> route_txn(source_state& st,
   for (auto& [who, batch] : batches) {
     auto& sub = st.subscribers.at(who);
     batch.subscription = sub.subscription;
-    batch.at = source_cursor{st.identity.handle(), offset_of(txn.end_lsn)};
+    batch.at = source_cursor{st.identity.handle(),
+                             offset_of(txn.end_lsn, last_op[who])};
   }
   return batches;
 }

@@ -458,30 +458,44 @@ caf::expected<uint64_t> parse_lsn(std::string_view text) {
   return (hi << 32) | lo;
 }
 
-std::string format_lsn_offset(uint64_t lsn) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%020llu",
-                static_cast<unsigned long long>(lsn));
+std::string format_lsn_offset(uint64_t lsn, uint32_t op) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%020llu_%010u",
+                static_cast<unsigned long long>(lsn), static_cast<unsigned>(op));
   return buf;
 }
 
-caf::expected<uint64_t> parse_lsn_offset(std::string_view text) {
+caf::expected<uint64_t> parse_lsn_offset(std::string_view text,
+                                         uint32_t* op) {
   auto fail = [&](const char* why) {
     return make_error(ec::bad_row, "invalid LSN offset " + quoted(text) + ": "
                                      + why);
   };
-  if (text.size() != 20)
-    return fail("expected exactly 20 decimal digits");
-  uint64_t result = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9')
-      return fail("expected exactly 20 decimal digits");
-    auto digit = static_cast<uint64_t>(c - '0');
-    if (result > (UINT64_MAX - digit) / 10)
-      return fail("exceeds 64 bits");
-    result = result * 10 + digit;
-  }
-  return result;
+  constexpr const char* shape = "expected <20 digits>_<10 digits>";
+  if (text.size() != 31 || text[20] != '_')
+    return fail(shape);
+  auto digits = [&](std::string_view part, uint64_t limit,
+                    uint64_t& result) -> const char* {
+    result = 0;
+    for (char c : part) {
+      if (c < '0' || c > '9')
+        return shape;
+      auto digit = static_cast<uint64_t>(c - '0');
+      if (result > (limit - digit) / 10)
+        return "a part is out of range";
+      result = result * 10 + digit;
+    }
+    return nullptr;
+  };
+  uint64_t lsn = 0;
+  uint64_t index = 0;
+  if (auto why = digits(text.substr(0, 20), UINT64_MAX, lsn))
+    return fail(why);
+  if (auto why = digits(text.substr(21), UINT32_MAX, index))
+    return fail(why);
+  if (op)
+    *op = static_cast<uint32_t>(index);
+  return lsn;
 }
 
 // -- decoding -----------------------------------------------------------------

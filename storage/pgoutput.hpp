@@ -26,12 +26,17 @@ std::string format_lsn(uint64_t lsn);
 /// Parses Postgres' "X/Y" (1 to 8 hex digits on each side).
 caf::expected<uint64_t> parse_lsn(std::string_view text);
 
-/// A WAL position as 20 decimal digits (`%020llu`): as text, offsets sort
-/// in the same order as the positions.
-std::string format_lsn_offset(uint64_t lsn);
+/// A cursor offset `<commit LSN>_<op index>`: the transaction's end LSN in
+/// 20 decimal digits, `_`, then the index within that transaction of the
+/// last change the batch covers in 10 digits (0 for a position between
+/// transactions). Both parts have a fixed width, so offsets compared as text
+/// sort like the positions they name.
+std::string format_lsn_offset(uint64_t lsn, uint32_t op = 0);
 
-/// Parses exactly 20 decimal digits that fit in 64 bits.
-caf::expected<uint64_t> parse_lsn_offset(std::string_view text);
+/// Parses `<20 digits>_<10 digits>` (each part in range) and returns the
+/// LSN; the op index goes to `op` when given.
+caf::expected<uint64_t> parse_lsn_offset(std::string_view text,
+                                         uint32_t* op = nullptr);
 
 // -- tuples -------------------------------------------------------------------
 

@@ -207,6 +207,43 @@ CAF_TEST(a subscribe before the feed connects waits for it) {
   CAF_CHECK_EQUAL(log->batches[0].changes[0].key, "/a");
 }
 
+CAF_TEST(one transaction gives each view one batch at its last op index) {
+  start();
+  auto a = registered_view(R"({"team":"a"})");
+  auto b = registered_view(R"({"team":"b"})");
+  auto before = wal_lsn();
+  // Ops 0..3 of one transaction: a, b, a, b, then op 4 for nobody.
+  db.exec("BEGIN; "
+          "INSERT INTO entities (url, type, tags, created_at, updated_at) "
+          "VALUES ('/a0', 'agent', '{\"team\":\"a\"}', 1, 1), "
+          "('/b0', 'agent', '{\"team\":\"b\"}', 1, 1), "
+          "('/a1', 'agent', '{\"team\":\"a\"}', 1, 1), "
+          "('/b1', 'agent', '{\"team\":\"b\"}', 1, 1), "
+          "('/c0', 'agent', '{\"team\":\"c\"}', 1, 1); COMMIT");
+  auto after = wal_lsn();
+  auto check = [&](fixture::view& v, uint32_t last_op,
+                   const std::vector<std::string>& keys) {
+    CAF_REQUIRE(v.log->wait([&] { return v.log->batches.size() >= 2; }));
+    std::lock_guard<std::mutex> guard{v.log->mtx};
+    CAF_REQUIRE_EQUAL(v.log->batches.size(), 2u); // the snapshot, then one
+    auto& batch = v.log->batches[1];
+    CAF_CHECK_EQUAL(batch.at.handle, v.at.handle);
+    uint32_t op = 0;
+    auto lsn = EB_OK(parse_lsn_offset(batch.at.offset, &op));
+    CAF_CHECK_GREATER(lsn, before);
+    CAF_CHECK_LESS_OR_EQUAL(lsn, after);
+    CAF_CHECK_EQUAL(op, last_op);
+    CAF_CHECK_GREATER(batch.at.offset, v.at.offset);
+    CAF_REQUIRE_EQUAL(batch.changes.size(), keys.size());
+    for (size_t i = 0; i < keys.size(); ++i)
+      CAF_CHECK_EQUAL(batch.changes[i].key, keys[i]);
+    return batch.at.offset;
+  };
+  auto at_a = check(a, 2, {"/a0", "/a1"});
+  auto at_b = check(b, 3, {"/b0", "/b1"});
+  CAF_CHECK_EQUAL(at_a.substr(0, 20), at_b.substr(0, 20)); // one commit
+}
+
 CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
   start();
   auto v = registered_view(R"({"team":"a"})");

@@ -822,20 +822,38 @@ CAF_TEST(LSNs format and parse as Postgres writes them) {
   }
 }
 
-CAF_TEST(LSN offsets are 20 digits that sort like the positions) {
-  CAF_CHECK_EQUAL(format_lsn_offset(0), "00000000000000000000");
-  CAF_CHECK_EQUAL(format_lsn_offset(0x192B4F8), "00000000000026391800");
-  CAF_CHECK_EQUAL(format_lsn_offset(UINT64_MAX), "18446744073709551615");
-  CAF_CHECK_LESS(format_lsn_offset(9), format_lsn_offset(10));
+CAF_TEST(LSN offsets are an LSN and an op index that sort like positions) {
+  CAF_CHECK_EQUAL(format_lsn_offset(0), "00000000000000000000_0000000000");
+  CAF_CHECK_EQUAL(format_lsn_offset(0x192B4F8, 7),
+                  "00000000000026391800_0000000007");
+  CAF_CHECK_EQUAL(format_lsn_offset(UINT64_MAX, UINT32_MAX),
+                  "18446744073709551615_4294967295");
+  CAF_CHECK_LESS(format_lsn_offset(9, 5), format_lsn_offset(10, 0));
+  CAF_CHECK_LESS(format_lsn_offset(10, 9), format_lsn_offset(10, 10));
   for (uint64_t lsn : {uint64_t{0}, uint64_t{10}, uint64_t{0x16B374D848},
                        UINT64_MAX}) {
-    auto back = EB_OK(parse_lsn_offset(format_lsn_offset(lsn)));
-    CAF_CHECK_EQUAL(back, lsn);
+    for (uint32_t op : {0u, 1u, 4000000000u}) {
+      uint32_t op_back = 12345;
+      auto back = EB_OK(parse_lsn_offset(format_lsn_offset(lsn, op), &op_back));
+      CAF_CHECK_EQUAL(back, lsn);
+      CAF_CHECK_EQUAL(op_back, op);
+    }
   }
-  for (auto bad : {"", "0", "0000000000000000000a", "18446744073709551616",
-                   "99999999999999999999", "000000000000000000000",
-                   "-0000000000000000001"})
-    EB_CHECK_MSG(!parse_lsn_offset(bad), "accepted " << bad);
+  for (auto bad : {"", "0", "00000000000000000000", "0_0",
+                   "00000000000000000000-0000000000",
+                   "0000000000000000000a_0000000000",
+                   "00000000000000000000_000000000a",
+                   "18446744073709551616_0000000000",
+                   "00000000000000000000_4294967296",
+                   "99999999999999999999_0000000000",
+                   "000000000000000000000_0000000000",
+                   "00000000000000000000_00000000000",
+                   "-0000000000000000001_0000000000"}) {
+    auto x = parse_lsn_offset(bad);
+    EB_CHECK_MSG(!x, "accepted " << bad);
+    if (!x)
+      CAF_CHECK_EQUAL(x.error().code(), static_cast<uint8_t>(ec::bad_row));
+  }
 }
 
 // -- captured from PostgreSQL 15 ----------------------------------------------
