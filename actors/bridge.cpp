@@ -181,7 +181,7 @@ void advance(self_ptr self) {
       persist(self, s.at);
       for (auto& promise : st.ready_waiters)
         promise.deliver(caf::ok_atom::value);
-      st.ready_waiters.clear();
+      decltype(st.ready_waiters){}.swap(st.ready_waiters); // and its memory
     } else if (st.phase == bridge_phase::live) {
       if (s.appended && st.cfg.cursor_interval.count() > 0) {
         // Durable in the stream, whose Stream-Seq records the offset: a
@@ -198,6 +198,9 @@ void advance(self_ptr self) {
       }
     }
   }
+  // Most bridges sit idle with no step: they hold no buffer either.
+  if (st.steps.empty())
+    decltype(st.steps){}.swap(st.steps);
 }
 
 void subscribe(self_ptr self, source_cursor from) {

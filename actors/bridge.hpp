@@ -53,7 +53,6 @@ std::string offset_of_stream_seq(const std::string& stream_seq);
 
 struct bridge_state {
   bridge_config cfg;
-  bridge_phase phase = bridge_phase::loading;
   membership members;
   int64_t epoch = 0;
   uint64_t next_seq = 0;
@@ -82,15 +81,18 @@ struct bridge_state {
   /// (A vector: an empty std::deque still holds ~600 bytes, per bridge.)
   std::vector<step> steps;
   uint64_t next_step = 1;
-  /// The cursor being persisted, and the next one to persist after it.
-  bool persisting = false;
+  /// The next cursor to persist after the one being persisted.
   std::optional<source_cursor> to_persist;
   /// A cursor to write at the next interval (live, appended batches).
   std::optional<source_cursor> trailing;
+  std::vector<caf::response_promise> ready_waiters;
+  bridge_phase phase = bridge_phase::loading;
+  int failures = 0;
+  // (The flags together: one word, not one each.)
+  /// A cursor is being persisted.
+  bool persisting = false;
   bool trailing_scheduled = false;
   bool bootstrapped = false;
-  int failures = 0;
-  std::vector<caf::response_promise> ready_waiters;
   bool resync_scheduled = false;
 
   static inline const char* name = "bridge";

@@ -263,7 +263,7 @@ void finish_snapshot(self_ptr self, snapshot_result& snap) {
   // feed passes the snapshot's position.
   std::vector<std::pair<uint32_t, change_batch>>{}.swap(sub.buffer);
   std::vector<member_row>{}.swap(snap.rows);
-  sub.seen = std::move(snap);
+  sub.seen = std::make_unique<snapshot_result>(std::move(snap));
   sub.snapshotting = false;
   self->send(sub.bridge, up_to_date_atom::value,
              up_to_date_msg{sub.subscription, at});
@@ -285,9 +285,6 @@ void subscribe(self_ptr self, const bridge_actor& bridge,
   source_state::subscriber sub;
   sub.bridge = bridge;
   sub.subscription = subscription;
-  sub.tenant = tenant;
-  sub.tags = *tags;
-  sub.ref = source_ref(*tags);
   if (!from.empty()) {
     auto lsn = parse_lsn_offset(from.offset);
     bool same_feed = from.handle == st.identity.handle() && lsn;
@@ -301,7 +298,7 @@ void subscribe(self_ptr self, const bridge_actor& bridge,
     sub.from = *lsn;
     sub.acked = *lsn;
     sub.sent = *lsn;
-    st.add(id, std::move(sub));
+    st.add(id, std::move(sub), tenant, *tags);
     replay(self, id);
     return;
   }
@@ -309,7 +306,7 @@ void subscribe(self_ptr self, const bridge_actor& bridge,
   sub.acked = st.position;
   sub.sent = st.position;
   sub.snapshotting = true;
-  st.add(id, std::move(sub));
+  st.add(id, std::move(sub), tenant, *tags);
   self->request(st.snapshotter, caf::infinite, id, tenant, to_json(*tags))
     .then([self](snapshot_result& snap) { finish_snapshot(self, snap); },
           [self, id](caf::error& err) {
@@ -337,7 +334,9 @@ void request_advance(self_ptr self, idle_advance adv) {
           i->second.advancing = 0;
           // A row that did not move (its bridge resyncing or already past)
           // is tried again at the next check.
-          if (moved.count(bridge_key{i->second.tenant, i->second.ref}) > 0)
+          if (moved.count(bridge_key{st.index.tenant_of(id),
+                                     source_ref(st.index.tags_of(id))})
+              > 0)
             i->second.acked = std::max(i->second.acked, lsn);
         }
         st.confirm();
@@ -403,18 +402,18 @@ void idle_check(self_ptr self) {
     part.lsn = st.position;
     auto last = std::min(moving.size(), first + max_advance);
     part.subscribers.assign(moving.begin() + first, moving.begin() + last);
-    for (auto id : part.subscribers) {
-      auto& sub = st.subscribers.at(id);
-      part.keys.emplace_back(sub.tenant, sub.ref);
-    }
+    for (auto id : part.subscribers)
+      part.keys.emplace_back(st.index.tenant_of(id),
+                             source_ref(st.index.tags_of(id)));
     request_advance(self, std::move(part));
   }
 }
 
 } // namespace
 
-void source_state::add(uint64_t id, subscriber sub) {
-  index.add(id, sub.tenant, sub.tags);
+void source_state::add(uint64_t id, subscriber sub, const std::string& tenant,
+                       const tag_set& tags) {
+  index.add(id, tenant, tags);
   by_bridge[sub.bridge.address()] = id;
   subscribers.emplace(id, std::move(sub));
 }

@@ -31,22 +31,19 @@ struct source_state {
   struct subscriber {
     bridge_actor bridge;
     uint64_t subscription = 0;
-    std::string tenant;
-    tag_set tags;
     bool snapshotting = false;
     /// Transactions routed to it while its snapshot is taken: (xid, batch).
     std::vector<std::pair<uint32_t, change_batch>> buffer;
     /// After its snapshot: transactions the snapshot saw are dropped until
     /// the feed passes the snapshot's WAL position.
-    std::optional<snapshot_result> seen;
+    /// (Behind a pointer: most views hold none, and it is large.)
+    std::unique_ptr<snapshot_result> seen;
     /// Where its feed starts: it gets transactions that end after this.
     uint64_t from = 0;
     /// What it acknowledged as durable.
     uint64_t acked = 0;
     /// The position of the last batch or up-to-date sent to it.
     uint64_t sent = 0;
-    /// Its registry key's source ref.
-    std::string ref;
     /// The position its idle cursor is being moved to (0: none).
     uint64_t advancing = 0;
     /// Nothing up to here concerned it, though its cursor could not be
@@ -96,7 +93,9 @@ struct source_state {
   /// Ticks since the last idle check.
   int ticks = 0;
 
-  void add(uint64_t id, subscriber sub);
+  /// Registers a subscriber and its filter (kept once, in the index).
+  void add(uint64_t id, subscriber sub, const std::string& tenant,
+           const tag_set& tags);
   void erase(uint64_t id);
 
   /// Marks what Postgres may release as changed (computed at the next tick).

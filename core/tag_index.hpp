@@ -31,6 +31,14 @@ public:
   std::vector<id> match(const std::string& tenant,
                         const tag_set& row_tags) const;
 
+  /// The filter of a registered `who` (which must be registered).
+  const std::string& tenant_of(id who) const {
+    return filters_.at(who).tenant;
+  }
+  const tag_set& tags_of(id who) const {
+    return filters_.at(who).tags;
+  }
+
   size_t size() const noexcept {
     return filters_.size();
   }

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 
@@ -66,21 +67,22 @@ struct waiter {
 struct stream_entry {
   std::mutex mtx;
   stream_header header;
-  bool json = false;
   std::shared_ptr<log_file> file;
   uint64_t file_size = 0;
   std::vector<chunk> chunks;
   uint64_t durable_tail = 0;
-  bool durable_closed = false;
   uint64_t tail = 0;
-  bool closed = false;
   std::map<std::string, producer_state> producers;
   std::string stream_seq;
-  bool broken = false;
-  bool removed = false;
   int64_t last_access_ms = 0;
   uint64_t next_waiter = 1;
   std::map<uint64_t, waiter> waiters;
+  // (The flags together: one word, not one each.)
+  bool json = false;
+  bool durable_closed = false;
+  bool closed = false;
+  bool broken = false;
+  bool removed = false;
 };
 
 using entry_ptr = std::shared_ptr<stream_entry>;
@@ -240,7 +242,9 @@ struct stream_store::impl {
   int dir_fd = -1;
 
   mutable std::mutex map_mtx;
-  std::unordered_map<std::string, entry_ptr> streams;
+  /// Keyed by a view of the entry's own name (one copy per stream; an
+  /// entry is never renamed, and leaves the map before it is freed).
+  std::unordered_map<std::string_view, entry_ptr> streams;
   std::vector<std::pair<std::string, std::string>> refused;
   /// Streams whose logs are corrupt, by name: (file, why). Served as errors
   /// until an operator deletes them.
@@ -712,12 +716,12 @@ struct stream_store::impl {
       ::unlink(path.c_str());
       return;
     }
-    auto name = e->header.name;
+    std::string_view name{e->header.name};
     if (streams.count(name) > 0) {
-      refuse(name, path, "a second log for the same stream");
+      refuse(e->header.name, path, "a second log for the same stream");
       return;
     }
-    streams.emplace(std::move(name), std::move(e));
+    streams.emplace(name, std::move(e));
   }
 
   void refuse(const std::string& name, const std::string& path,
@@ -840,7 +844,8 @@ void stream_store::create(const std::string& name, create_request req,
   std::lock_guard<std::mutex> own{e->mtx};
   {
     std::lock_guard<std::mutex> guard{st.map_mtx};
-    auto [it, inserted] = st.streams.emplace(name, e);
+    auto [it, inserted] = st.streams.emplace(std::string_view{e->header.name},
+                                             e);
     if (!inserted) {
       // Lost a race with a concurrent create of the same name.
       ::unlink(e->file->path.c_str());
