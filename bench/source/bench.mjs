@@ -23,7 +23,9 @@
 //             phase and step, ebridge must have caught up (a marker commit
 //             seen on SSE, up to --settle-timeout s).
 //   idle      registers --empty-views views whose tags match no entity
-//             (0 members), RSS before and after.
+//             (0 members), RSS before and --idle-settle s after (by then
+//             the registrations' 30 s request timeouts have fired, so the
+//             views are idle and what is left is what an idle view keeps).
 //   steps     with all views registered, the rate steps through --steps
 //             (default 1000,2000,4000,8000) and then "max" (writers unpaced:
 //             as fast as Postgres commits), with --writers psql processes.
@@ -748,7 +750,8 @@ async function drive(argv) {
       subscribers: { type: "string", default: "100" },
       steps: { type: "string", default: "1000,2000,4000,8000" },
       writers: { type: "string", default: "4" },
-      "empty-views": { type: "string", default: "1000" },
+      "empty-views": { type: "string", default: "5000" },
+      "idle-settle": { type: "string", default: "33" },
       "register-concurrency": { type: "string", default: "16" },
       "drain-timeout": { type: "string", default: "10" },
       "settle-timeout": { type: "string", default: "30" },
@@ -772,6 +775,7 @@ async function drive(argv) {
     steps: a.steps ? a.steps.split(",").map(Number).filter((n) => n > 0) : [],
     writers: Number(a.writers),
     emptyViews: Number(a["empty-views"]),
+    idleSettle: Number(a["idle-settle"]),
     concurrency: Number(a["register-concurrency"]),
     drainTimeout: Number(a["drain-timeout"]),
     settleTimeout: Number(a["settle-timeout"]),
@@ -849,7 +853,7 @@ async function drive(argv) {
       const seq = from === 0 && !empty ? Math.min(opt.sequentialRegisters, to) : 0;
       if (seq > 0) parts.push(await registerViews(base, 0, seq, tagsOf, 1, streams));
       const bulk = await registerViews(base, seq, to, tagsOf, opt.concurrency, empty ? null : streams);
-      await sleep(2000);
+      await sleep(empty ? opt.idleSettle * 1000 : 2000);
       const after = mem();
       const r = { label, from, to, views: to - from, empty, sequential: seq > 0 ? parts[0] : null, bulk, before, after,
         kbPerView: (after.rss - before.rss) / (to - from), diskKbPerView: (after.diskKb - before.diskKb) / (to - from) };
@@ -984,7 +988,7 @@ function report(r) {
       ` so none inherits the previous one's backlog.` +
       `\nSteps: "max" = writers unpaced (32 statements queued per psql). Sustained = delivered/s >= 98% of committed/s,` +
       ` nothing missing, p99 of the 2nd half <= 1.5 x 1st half + 5 ms.` +
-      `\nRSS = VmRSS of ebridge 1 s before and 2 s after registering a batch of views (no readers); per view = difference / views.` +
+      `\nRSS = VmRSS of ebridge 1 s before and 2 s after registering a batch of views (no readers); per view = difference / views. The 0-member batch comes last and is read ${o.idleSettle} s after it (not 2 s): every registration holds CAF request timeouts (30 s) that are not per idle view.` +
       ` Registry writes = entity_bridges row changes in the floor's stream (ebridge's cursor persistence).` +
       `\nEverything (Postgres, ebridge, pg_recvlogical, psql writers, the driver) shares the machine's ${r.host.cpus} cores` +
       ` and one disk; "machine" CPU is % of one core, summed over cores.`,

@@ -79,18 +79,41 @@ CAF_TEST(a log cut anywhere inside its last record is a torn tail) {
   }
 }
 
-CAF_TEST(garbage after the last record is a torn tail) {
+CAF_TEST(zeros after the last record are space written ahead) {
   auto bytes = sample_log();
   auto size = bytes.size();
   bytes += std::string(100, '\0');
   auto scan = scan_log(bytes);
   CAF_CHECK_EQUAL(scan.corruption, "");
   CAF_CHECK_EQUAL(scan.valid_size, size);
-  bytes.resize(size);
+  CAF_CHECK(scan.zero_tail);
+  CAF_CHECK_EQUAL(scan.records.size(), 3u);
+  // A record torn inside the zeros: a torn tail, to cut.
+  auto torn = sample_log();
+  auto last = scan_log(torn).records.back().position;
+  torn.resize(last + 6);
+  torn += std::string(50, '\0');
+  scan = scan_log(torn);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, last);
+  CAF_CHECK(!scan.zero_tail);
+}
+
+CAF_TEST(garbage after the last record is a torn tail) {
+  auto bytes = sample_log();
+  auto size = bytes.size();
   bytes += "\x05\x00\x00\x00garbage";
+  auto scan = scan_log(bytes);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, size);
+  CAF_CHECK(!scan.zero_tail);
+  // Zeros, then garbage (appended past space written ahead): torn too.
+  bytes.resize(size);
+  bytes += std::string(64, '\0') + "garbage";
   scan = scan_log(bytes);
   CAF_CHECK_EQUAL(scan.corruption, "");
   CAF_CHECK_EQUAL(scan.valid_size, size);
+  CAF_CHECK(!scan.zero_tail);
 }
 
 CAF_TEST(a damaged record followed by intact ones is corruption) {
