@@ -137,12 +137,13 @@ int run_serve(const options& opts) {
   caf::actor_system_config cfg;
   register_types(cfg);
   cfg.set("scheduler.max-threads", opts.max_threads);
-  // An idle worker polls its queue 100 times, then (CAF's default) 500 more
-  // times 50 µs apart before it sleeps until woken: after every message
-  // that is 25 ms of wake-ups, which on 2 cores took a third of the CPU
-  // samples from the HTTP and store threads. A few polls, then sleep: an
-  // enqueue wakes a sleeping worker at once.
-  cfg.set("work-stealing.moderate-poll-attempts", size_t{10});
+  // An idle worker spins on its queue 100 times, then (CAF's default) polls
+  // it 500 more times 50 µs apart before it sleeps until woken: after every
+  // message that is 25 ms of wake-ups, which on 2 cores took a third of the
+  // CPU samples from the HTTP and store threads (and 10 polls still a
+  // third of ebridge's own at 1,000 changes/s). Spin, then sleep: an
+  // enqueue from outside wakes a sleeping worker at once.
+  cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
   caf::actor_system sys{cfg};
   auto registry_handle = sys.spawn(registry, opts.registry_pool_size,
                                    postgres_registry_workers(opts.postgres_url));
