@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/tags.hpp"
 
 namespace ebridge {
 
@@ -92,7 +93,7 @@ void ack(self_ptr self, const source_cursor& at) {
 void persist(self_ptr self, source_cursor at) {
   auto& st = self->state;
   if (st.persisting) {
-    st.to_persist = std::move(at);
+    st.to_persist = std::make_unique<source_cursor>(std::move(at));
     return;
   }
   st.persisting = true;
@@ -140,7 +141,7 @@ void push_step(self_ptr self, source_cursor at,
   s.appended = true;
   st.steps.push_back(s);
   sink_append append;
-  append.stream = st.cfg.stream;
+  append.stream = stream_path(st.cfg.source_ref);
   append.producer = producer_stamp{"entity-bridge-" + st.cfg.source_ref,
                                    static_cast<uint64_t>(st.epoch),
                                    st.next_seq++};
@@ -188,7 +189,10 @@ void advance(self_ptr self) {
         // restart resumes past it with or without the cursor. The source
         // hears of it now; the cursor follows within the interval.
         ack(self, s.at);
-        st.trailing = s.at;
+        if (st.trailing)
+          *st.trailing = s.at;
+        else
+          st.trailing = std::make_unique<source_cursor>(s.at);
         if (!st.trailing_scheduled) {
           st.trailing_scheduled = true;
           self->delayed_send(self, st.cfg.cursor_interval, cursor_atom::value);
@@ -290,7 +294,8 @@ void schedule_resync(self_ptr self, std::chrono::milliseconds delay) {
 
 void start(self_ptr self) {
   auto& cfg = self->state.cfg;
-  self->request(cfg.sink, cfg.request_timeout, ensure_atom::value, cfg.stream)
+  self->request(cfg.sink, cfg.request_timeout, ensure_atom::value,
+                stream_path(cfg.source_ref))
     .then(
       [self](sink_stream_state& stream) {
         auto& st = self->state;
@@ -298,7 +303,7 @@ void start(self_ptr self) {
           auto ev = parse_member_event(text);
           if (!ev) {
             fail(self, make_error(ec::bad_row,
-                                  "stream " + st.cfg.stream
+                                  "stream " + stream_path(st.cfg.source_ref)
                                     + " holds an event that is not a members "
                                       "event: "
                                     + error_message(ev.error())));

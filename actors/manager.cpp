@@ -31,7 +31,6 @@ bridge_config bridge_config_for(const manager_config& cfg,
   b.tenant = k.first;
   b.source_ref = k.second;
   b.tags = tags;
-  b.stream = stream_path(k.second);
   b.source = cfg.source;
   b.sink = cfg.sink;
   b.registry = cfg.registry;

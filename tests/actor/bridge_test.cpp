@@ -45,7 +45,6 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     cfg.tenant = "default";
     cfg.source_ref = ref;
     cfg.tags = R"({"team":"infra"})";
-    cfg.stream = stream;
     cfg.source = source;
     cfg.sink = sink;
     cfg.registry = registry;
