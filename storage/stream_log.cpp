@@ -251,11 +251,6 @@ log_scan scan_log(std::string_view bytes) {
       result.valid_size = pos;
       continue;
     }
-    // The end of the records: zeros written ahead of them.
-    if (bytes.find_first_not_of('\0', pos) == std::string_view::npos) {
-      result.zero_tail = true;
-      break;
-    }
     // A damaged record is a torn tail unless an intact record follows it.
     for (auto next = pos + 1; next + record_header_size <= bytes.size();
          ++next) {

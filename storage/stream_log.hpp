@@ -83,13 +83,8 @@ caf::expected<append_view> decode_append(std::string_view payload);
 /// The result of scanning a log file's bytes on start-up.
 struct log_scan {
   std::vector<log_record> records;
-  /// The length of the valid prefix; bytes past it are a torn tail to cut,
-  /// unless they are all zero (space written ahead, see `zero_tail`).
+  /// The length of the valid prefix; bytes past it are a torn tail to cut.
   uint64_t valid_size = 0;
-  /// Everything past the valid prefix is zero bytes: space the store wrote
-  /// ahead so that appends overwrite instead of growing the file (no record
-  /// is all zeros: its header checksum never is). Nothing to cut.
-  bool zero_tail = false;
   /// Set when a damaged record is followed by intact ones: the log is
   /// corrupt, not torn, and must not be served short.
   std::string corruption;

@@ -36,18 +36,6 @@ std::function<int64_t()> test_clock;
 /// syncfs is cheaper than many fdatasyncs.
 constexpr size_t max_fdatasyncs_per_group = 4;
 
-/// A write that grows a log also writes zeros past its end, about as many
-/// as the log holds (at most 4 MiB; the file ends on a whole page): the
-/// appends after it overwrite those, and their fdatasync has no file size
-/// to commit (no journal commit: on ext4 that halves its tail under load).
-/// A log takes at most about twice its size on disk (a small one, one
-/// page), and grows O(log n) times.
-uint64_t written_ahead_end(uint64_t end) {
-  constexpr uint64_t page = 4096;
-  auto ahead = std::min<uint64_t>(end, uint64_t{4} << 20);
-  return (end + ahead + page - 1) / page * page;
-}
-
 struct chunk {
   uint64_t offset;   // logical offset of the first byte
   uint64_t file_pos; // where the bytes are in the log file
@@ -58,8 +46,6 @@ struct chunk {
 struct log_file {
   int fd = -1;
   std::string path;
-  /// The file's size: records, then zeros written ahead (writer thread).
-  uint64_t allocated = 0;
   ~log_file() {
     if (fd >= 0)
       ::close(fd);
@@ -395,11 +381,6 @@ struct stream_store::impl {
         buffer += next.bytes;
         next.bytes.clear();
       }
-      if (auto end = pos + buffer.size(); end > file->allocated) {
-        auto ahead = written_ahead_end(end);
-        buffer.append(ahead - end, '\0');
-        file->allocated = ahead;
-      }
       if (!write_all(file->fd, buffer.data(), buffer.size(), pos)) {
         log::error("store", "write failed",
                    {{"file", file->path}, {"error", std::strerror(errno)}});
@@ -721,9 +702,7 @@ struct stream_store::impl {
       e->closed |= view->closes;
     }
     unmap();
-    if (scan.zero_tail) {
-      file->allocated = size; // written ahead: appends go there
-    } else if (scan.valid_size < size) {
+    if (scan.valid_size < size) {
       log::warn("store", "cutting a torn tail",
                 {{"stream", e->header.name},
                  {"bytes", std::to_string(size - scan.valid_size)}});
@@ -733,9 +712,6 @@ struct stream_store::impl {
                std::string{"cannot cut torn tail: "} + std::strerror(errno));
         return;
       }
-      file->allocated = scan.valid_size;
-    } else {
-      file->allocated = size;
     }
     e->file_size = scan.valid_size;
     e->durable_tail = e->tail;

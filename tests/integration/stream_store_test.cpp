@@ -8,7 +8,6 @@
 #include <thread>
 
 #include <dirent.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.hpp"
@@ -168,44 +167,6 @@ CAF_TEST(a torn tail is cut and the stream goes on) {
   CAF_CHECK(append("/t", {"3"}).status == store_status::ok);
   reopen();
   CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2", "3"}));
-}
-
-CAF_TEST(appends overwrite space written ahead and survive restarts) {
-  create("/w");
-  append("/w", {"1"});
-  auto files = log_files();
-  CAF_REQUIRE_EQUAL(files.size(), 1u);
-  auto size_of = [&] {
-    struct stat st {};
-    ::stat(files[0].c_str(), &st);
-    return static_cast<uint64_t>(st.st_size);
-  };
-  // Whole pages: the records, then zeros.
-  auto ahead = size_of();
-  CAF_CHECK_EQUAL(ahead % 4096, 0u);
-  CAF_CHECK_GREATER_OR_EQUAL(ahead, 4096u);
-  // Small appends go into those zeros: the file does not grow.
-  for (int i = 2; i <= 10; ++i)
-    append("/w", {std::to_string(i)});
-  CAF_CHECK_EQUAL(size_of(), ahead);
-  reopen();
-  CAF_CHECK(store->refused().empty());
-  std::vector<std::string> expected;
-  for (int i = 1; i <= 10; ++i)
-    expected.push_back(std::to_string(i));
-  CAF_CHECK_EQUAL(read_all("/w"), expected);
-  CAF_CHECK_EQUAL(size_of(), ahead); // not cut: nothing was torn
-  // After the restart appends still land after the last record, and a log
-  // that outgrows the space written ahead grows by whole pages.
-  std::string big(3000, 'x');
-  for (int i = 0; i < 4; ++i) {
-    append("/w", {"\"" + big + "\""});
-    expected.push_back("\"" + big + "\"");
-  }
-  CAF_CHECK_GREATER(size_of(), ahead);
-  CAF_CHECK_EQUAL(size_of() % 4096, 0u);
-  reopen();
-  CAF_CHECK_EQUAL(read_all("/w"), expected);
 }
 
 CAF_TEST(a corrupt log is refused and reported instead of served short) {
