@@ -87,7 +87,7 @@ CAF_TEST(garbage after the last record is a torn tail) {
   CAF_CHECK_EQUAL(scan.corruption, "");
   CAF_CHECK_EQUAL(scan.valid_size, size);
   bytes.resize(size);
-  bytes += "\x05\x00\x00\x00garbage";
+  bytes += std::string("\x05\x00\x00\x00garbage", 11); // NULs included
   scan = scan_log(bytes);
   CAF_CHECK_EQUAL(scan.corruption, "");
   CAF_CHECK_EQUAL(scan.valid_size, size);
