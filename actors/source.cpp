@@ -120,10 +120,6 @@ caf::behavior snapshotter(caf::event_based_actor*, std::string url) {
   };
 }
 
-std::string offset_of(uint64_t lsn, uint32_t op = 0) {
-  return format_lsn_offset(lsn, op);
-}
-
 /// One batch per subscriber concerned by a transaction, at the offset of the
 /// transaction's end LSN and the index of the last change it carries.
 std::map<uint64_t, change_batch> route_txn(source_state& st,
@@ -180,7 +176,7 @@ std::map<uint64_t, change_batch> route_txn(source_state& st,
     auto& sub = st.subscribers.at(who);
     batch.subscription = sub.subscription;
     batch.at = source_cursor{st.identity.handle(),
-                             offset_of(txn.end_lsn, last_op[who])};
+                             format_lsn_offset(txn.end_lsn, last_op[who])};
   }
   return batches;
 }
@@ -243,7 +239,7 @@ void finish_snapshot(self_ptr self, snapshot_result& snap) {
   // up-to-date at the last of those.
   change_batch rows;
   rows.subscription = sub.subscription;
-  rows.at = source_cursor{st.identity.handle(), offset_of(sub.from)};
+  rows.at = source_cursor{st.identity.handle(), format_lsn_offset(sub.from)};
   for (auto& r : snap.rows) {
     auto key = r.url;
     rows.changes.push_back({change_op::insert, key, std::move(r)});
@@ -321,22 +317,21 @@ void subscribe(self_ptr self, const bridge_actor& bridge,
 void request_advance(self_ptr self, idle_advance adv) {
   auto& st = self->state;
   auto ids = adv.subscribers;
+  auto keys = adv.keys; // in the order of ids; the answer has the moved ones
   auto lsn = adv.lsn;
   self->request(st.snapshotter, caf::infinite, std::move(adv))
     .then(
-      [self, lsn](idle_advance& done) {
+      [self, ids, keys, lsn](idle_advance& done) {
         auto& st = self->state;
         std::set<bridge_key> moved{done.keys.begin(), done.keys.end()};
-        for (auto id : done.subscribers) {
-          auto i = st.subscribers.find(id);
+        for (size_t k = 0; k < ids.size(); ++k) {
+          auto i = st.subscribers.find(ids[k]);
           if (i == st.subscribers.end() || i->second.advancing != lsn)
             continue;
           i->second.advancing = 0;
           // A row that did not move (its bridge resyncing or already past)
           // is tried again at the next check.
-          if (moved.count(bridge_key{st.index.tenant_of(id),
-                                     source_ref(st.index.tags_of(id))})
-              > 0)
+          if (moved.count(keys[k]) > 0)
             i->second.acked = std::max(i->second.acked, lsn);
         }
         st.confirm();
