@@ -58,6 +58,7 @@ import { spawn, fork, execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { performance, monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import { procCpu, procMemKb } from "../proc.mjs";
 
 const PG_RECVLOGICAL = "/usr/lib/postgresql/15/bin/pg_recvlogical";
 const STATUSES = ["running", "idle"];
@@ -97,31 +98,18 @@ function stats(samplesUs) {
 const log = (...a) => console.error("[bench]", ...a);
 
 function rssKb(pid) {
-  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-  const get = (k) => Number((status.match(new RegExp(`^${k}:\\s+(\\d+)`, "m")) ?? [])[1] ?? NaN);
-  return { rss: get("VmRSS"), hwm: get("VmHWM") };
+  return procMemKb(pid) ?? { rss: NaN, hwm: NaN };
 }
-const CLK_TCK = 100;
 function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
-  } catch {
-    return NaN;
-  }
+  return procCpu(pid)?.sec ?? NaN;
 }
 /** CPU seconds of every process, by pid: {comm, sec}. */
 function allCpu(pids) {
   const out = new Map();
   for (const d of pids ?? fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(String(d))) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(Number(d), { comm, sec: (Number(f[11]) + Number(f[12])) / CLK_TCK });
-    } catch {}
+    const x = procCpu(d);
+    if (x) out.set(Number(d), x);
   }
   return out;
 }

@@ -56,6 +56,7 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import { procCpu, procMemKb } from "../proc.mjs";
 
 // ---------------------------------------------------------------- helpers
 
@@ -204,16 +205,8 @@ function runLoadgen(ctx, mode, args) {
 }
 
 // CPU of the server (from /proc) and of this process, over a window.
-const CLK_TCK = 100; // USER_HZ; 100 on every Linux we run on
 function serverCpuSeconds(pid) {
-  if (!pid) return null;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
-  } catch {
-    return null;
-  }
+  return pid ? procCpu(pid)?.sec ?? null : null;
 }
 function cpuMark(pid) {
   return { t: now(), srv: serverCpuSeconds(pid), gen: process.cpuUsage() };
@@ -230,13 +223,8 @@ function cpuSince(pid, mark) {
 }
 
 function memoryOf(pid) {
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = (key) => Number(status.match(new RegExp(`^${key}:\\s+(\\d+) kB`, "m"))?.[1]);
-    return { hwmKb: kb("VmHWM"), rssKb: kb("VmRSS") };
-  } catch {
-    return null;
-  }
+  const m = procMemKb(pid);
+  return m && { hwmKb: m.hwm, rssKb: m.rss };
 }
 
 // ---------------------------------------------------------------- workloads
