@@ -58,7 +58,7 @@ import { spawn, fork, execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { performance, monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { procCpu, procMemKb } from "../proc.mjs";
+import { percentile, procCpu, procMemKb } from "../common.mjs";
 
 const PG_RECVLOGICAL = "/usr/lib/postgresql/15/bin/pg_recvlogical";
 const STATUSES = ["running", "idle"];
@@ -85,11 +85,6 @@ function calibrateClock() {
 
 // ---------------------------------------------------------------- helpers
 
-function percentile(sorted, p) {
-  if (sorted.length === 0) return null;
-  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, i)];
-}
 function stats(samplesUs) {
   const s = Float64Array.from(samplesUs).sort();
   const ms = (v) => (v === null ? null : v / 1000);

@@ -56,17 +56,12 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { procCpu, procMemKb } from "../proc.mjs";
+import { percentile, procCpu, procMemKb } from "../common.mjs";
 
 // ---------------------------------------------------------------- helpers
 
 const now = () => performance.now();
 
-function percentile(sorted, p) {
-  if (sorted.length === 0) return null;
-  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, i)];
-}
 
 function latencyStats(samples) {
   const sorted = Float64Array.from(samples).sort();

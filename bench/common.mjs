@@ -1,4 +1,5 @@
-// What the benchmark drivers read of a process from /proc (Linux).
+// Helpers shared by the benchmark drivers: percentiles, and what they read
+// of a process from /proc (Linux).
 import fs from "node:fs";
 
 const CLK_TCK = 100; // USER_HZ; 100 on every Linux we run on
@@ -26,4 +27,11 @@ export function procMemKb(pid) {
   } catch {
     return null;
   }
+}
+
+/** The p-th percentile (nearest rank) of sorted samples; null when empty. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, i)];
 }
