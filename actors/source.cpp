@@ -21,13 +21,9 @@ namespace {
 
 using self_ptr = source_actor::stateful_pointer<source_state>;
 
-/// How often the source recomputes what Postgres may release (and counts
-/// towards the idle check).
+/// The source's clock: counts towards the idle check and the confirm, and
+/// sends one chunk of idle cursor moves.
 constexpr auto tick_interval = std::chrono::milliseconds{100};
-
-/// Most idle cursors moved by one statement (the rest at the next check):
-/// big transactions slow every logical decoder of the database.
-constexpr size_t max_advance = 2000;
 
 /// Modular order of 32-bit transaction ids, as Postgres compares them.
 bool xid_precedes(uint32_t a, uint32_t b) {
@@ -319,10 +315,12 @@ void request_advance(self_ptr self, idle_advance adv) {
   auto ids = adv.subscribers;
   auto keys = adv.keys; // in the order of ids; the answer has the moved ones
   auto lsn = adv.lsn;
+  st.advance_in_flight = true;
   self->request(st.snapshotter, caf::infinite, std::move(adv))
     .then(
       [self, ids, keys, lsn](idle_advance& done) {
         auto& st = self->state;
+        st.advance_in_flight = false;
         std::set<bridge_key> moved{done.keys.begin(), done.keys.end()};
         for (size_t k = 0; k < ids.size(); ++k) {
           auto i = st.subscribers.find(ids[k]);
@@ -338,6 +336,7 @@ void request_advance(self_ptr self, idle_advance adv) {
       },
       [self, ids, lsn](caf::error& err) {
         auto& st = self->state;
+        st.advance_in_flight = false;
         log::warn("source", "cannot move idle cursors; retrying later",
                   {{"error", describe(err)}});
         for (auto id : ids) {
@@ -390,17 +389,18 @@ void idle_check(self_ptr self) {
               {"subscribers", std::to_string(st.subscribers.size())},
               {"moving", std::to_string(moving.size())},
               {"lagging", std::to_string(lagging.size())}});
-  // In statements of at most max_advance rows, one after the other.
-  for (size_t first = 0; first < moving.size(); first += max_advance) {
+  // In statements of at most advance_chunk rows, one per tick.
+  auto chunk = std::max<size_t>(1, st.cfg.advance_chunk);
+  for (size_t first = 0; first < moving.size(); first += chunk) {
     idle_advance part;
     part.handle = st.identity.handle();
     part.lsn = st.position;
-    auto last = std::min(moving.size(), first + max_advance);
+    auto last = std::min(moving.size(), first + chunk);
     part.subscribers.assign(moving.begin() + first, moving.begin() + last);
     for (auto id : part.subscribers)
       part.keys.emplace_back(st.index.tenant_of(id),
                              source_ref(st.index.tags_of(id)));
-    request_advance(self, std::move(part));
+    st.advances.push_back(std::move(part));
   }
 }
 
@@ -536,8 +536,19 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
         st.ticks = 0;
         idle_check(self);
       }
-      if (st.confirm_dirty)
+      if (!st.advance_in_flight && !st.advances.empty()) {
+        auto next = std::move(st.advances.front());
+        st.advances.pop_front();
+        request_advance(self, std::move(next));
+      }
+      // The reader reports to Postgres at its status interval: computing
+      // more often (a pass over every subscriber) would be wasted.
+      auto confirm_every = std::max<int64_t>(
+        1, st.cfg.replication.status_interval / tick_interval);
+      if (++st.confirm_ticks >= confirm_every && st.confirm_dirty) {
+        st.confirm_ticks = 0;
         st.confirm_now();
+      }
       self->delayed_send(self, tick_interval, caf::tick_atom::value);
     },
     [self](feed_event& e) {

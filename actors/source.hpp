@@ -25,6 +25,10 @@ struct source_config {
   std::chrono::milliseconds idle_interval{30000};
   /// WAL bytes a subscriber may hold back before it must resync.
   uint64_t max_lag = uint64_t{1} << 30;
+  /// Most idle cursors moved by one statement; one statement per tick (a
+  /// burst of row updates would stall every logical decoder of the
+  /// database: 10,000 rows at once held back commits by 300 ms here).
+  size_t advance_chunk = 500;
 };
 
 struct source_state {
@@ -87,11 +91,16 @@ struct source_state {
   std::map<uint64_t, subscriber> subscribers;
   /// Each bridge's subscriber id (a bridge has one subscription at a time).
   std::map<caf::actor_addr, uint64_t> by_bridge;
-  /// Set when what Postgres may release could have moved; the periodic
-  /// tick recomputes it (not every ack: that costs a pass over all).
+  /// Set when what Postgres may release could have moved; a periodic tick
+  /// recomputes it (not every ack: that costs a pass over all).
   bool confirm_dirty = false;
-  /// Ticks since the last idle check.
+  /// Ticks since the last idle check, and since the last confirm.
   int ticks = 0;
+  int confirm_ticks = 0;
+  /// Idle cursor moves not yet sent to the database (one chunk per tick,
+  /// one in flight); whether one is in flight.
+  std::deque<idle_advance> advances;
+  bool advance_in_flight = false;
 
   /// Registers a subscriber and its filter (kept once, in the index).
   void add(uint64_t id, subscriber sub, const std::string& tenant,

@@ -267,6 +267,36 @@ CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
   CAF_CHECK(log->refetches.empty());
 }
 
+CAF_TEST(idle cursors move in chunks of one statement per tick) {
+  cfg.advance_chunk = 2; // 5 views: 3 statements, on 3 ticks
+  start();
+  std::vector<view> views;
+  for (int i = 0; i < 5; ++i) {
+    views.push_back(registered_view(R"({"team":"c)" + std::to_string(i)
+                                    + R"("})"));
+    auto& v = views.back();
+    EB_OK(registry.update_cursor("default", v.ref, v.at.handle, v.at.offset));
+    ack(v.bridge, v.at);
+  }
+  for (int i = 0; i < 3; ++i)
+    insert("/n" + std::to_string(i), R"({"team":"nobody"})");
+  auto after = wal_lsn();
+  // Every one moves, the last chunk too, and only then may Postgres
+  // release the WAL.
+  CAF_CHECK(eventually([&] {
+    return std::all_of(views.begin(), views.end(), [&](const view& v) {
+      auto row = registry.get_bridge("default", v.ref);
+      return row && row->cursor_handle == v.at.handle
+             && *parse_lsn_offset(row->cursor_offset) >= after;
+    });
+  }));
+  CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
+  for (auto& v : views) {
+    std::lock_guard<std::mutex> guard{v.log->mtx};
+    CAF_CHECK_EQUAL(v.log->batches.size(), 1u); // the snapshot only
+  }
+}
+
 CAF_TEST(a view that does not acknowledge holds the slot back) {
   start();
   auto v = registered_view(R"({"team":"a"})");
