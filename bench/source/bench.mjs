@@ -19,9 +19,11 @@
 //             after; then a latency phase: S SSE subscribers (--subscribers,
 //             views 0..S-1), --latency-writers psql processes committing
 //             UPDATEs of those views' entities round-robin at --rate per
-//             second, --warmup s, then --duration s measured. Before each
-//             phase and step, ebridge must have caught up (a marker commit
-//             seen on SSE, up to --settle-timeout s).
+//             second, --warmup s, then --duration s measured. After each
+//             registration, Postgres finishes the maintenance it caused
+//             (VACUUM (ANALYZE), CHECKPOINT, no autovacuum worker running);
+//             before each phase and step, ebridge must have caught up (a
+//             marker commit seen on SSE, up to --settle-timeout s).
 //   idle      registers --empty-views views whose tags match no entity
 //             (0 members), RSS before and --idle-settle s after (by then
 //             the registrations' 30 s request timeouts have fired, so the
@@ -511,6 +513,29 @@ async function settle(ctx) {
 }
 
 /**
+ * Lets Postgres finish the maintenance a setup step caused before anything is
+ * measured: registering thousands of views inserts and updates thousands of
+ * rows, and the autovacuum and analyze that follow (and a checkpoint) would
+ * otherwise land in the next windows, slowing commits for ebridge and the
+ * floor alike. VACUUM (ANALYZE) the bench's tables, CHECKPOINT, then wait
+ * (up to 30 s) until no autovacuum worker runs. Returns the seconds it took.
+ */
+async function quiesce(ctx) {
+  const t = performance.now();
+  psql(ctx.pgUrl, "VACUUM (ANALYZE) entities");
+  psql(ctx.pgUrl, "VACUUM (ANALYZE) entity_bridges");
+  psql(ctx.pgUrl, "CHECKPOINT");
+  while (performance.now() - t < 30000) {
+    const n = Number(psql(ctx.pgUrl, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"));
+    if (n === 0) break;
+    await sleep(200);
+  }
+  const seconds = (performance.now() - t) / 1000;
+  log(`  Postgres quiet after the setup (vacuum, analyze, checkpoint) in ${seconds.toFixed(1)} s`);
+  return seconds;
+}
+
+/**
  * One measured window: subscribers open, the writer runs `rate` (0 = unpaced)
  * with `writers` psql processes for warmup + duration s; changes whose commit
  * time falls in the measured window are matched between ebridge and the floor.
@@ -854,6 +879,7 @@ async function drive(argv) {
       await register(registered, n, (i) => ({ v: `v${i}` }), `views ${registered}..${n - 1} (1 member each)`, false);
       registered = n;
       if (!ctx.subs.length) ctx.subs = ctx.writeEntities.map((i) => new Subscriber(base, streams[i]));
+      await quiesce(ctx);
       // p99 on 2 shared cores moves by tens of ms between windows: measure
       // --repeats windows and keep the median one (by ebridge p99 - floor
       // p99); every window's difference is printed beside it.
@@ -872,6 +898,7 @@ async function drive(argv) {
       await register(0, opt.emptyViews, (i) => ({ v: `none${i}` }), `${opt.emptyViews} more views, 0 members`, true);
     }
     results.steps = [];
+    await quiesce(ctx);
     for (const rate of [...opt.steps, 0]) {
       results.steps.push(await measure(ctx, { name: `step ${rate || "max"}/s`, rate, writers: opt.writers, warmup: opt.warmup, duration: opt.duration }));
     }
@@ -984,6 +1011,7 @@ function report(r) {
       ` views 0..${o.subscribers - 1}, one event per commit) and the floor (pg_recvlogical, test_decoding, its own slot);` +
       ` both receivers run in the driver process. Window: ${o.warmup} s warm-up, ${o.duration} s measured (by commit time),` +
       ` then up to ${o.drainTimeout} s for stragglers.` +
+      `\nAfter each registration Postgres is left to finish the maintenance it caused (VACUUM (ANALYZE) of the bench's tables, CHECKPOINT, no autovacuum worker running), so it does not land in the windows.` +
       `\nBefore each phase and step ebridge must have caught up (a marker commit seen on SSE, up to ${o.settleTimeout} s),` +
       ` so none inherits the previous one's backlog.` +
       `\nSteps: "max" = writers unpaced (32 statements queued per psql). Sustained = delivered/s >= 98% of committed/s,` +
