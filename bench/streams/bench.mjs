@@ -19,6 +19,11 @@
 //              in rounds until the duration has passed (at least one round):
 //              aggregate MB/s (MB = 10^6 bytes of response body). No
 //              Accept-Encoding is sent, so no server compresses.
+//   disk       (with --disk-dir, just before sse) the floor under any durable
+//              append: 300-byte writes to a file in that directory, each
+//              followed by fdatasync, at the SSE rate for --disk-seconds
+//              (default 5): fdatasync p50/p99/max. Every durable server's
+//              SSE latency includes one such sync; nothing can be faster.
 //
 // Also samples the server's CPU (/proc/PID/stat) and the generator's CPU
 // over each measured window, and the server's peak RSS (VmHWM) at the end.
@@ -392,6 +397,30 @@ function sseParser(onEvent) {
 }
 
 /** One stream, S SSE subscribers from offset=now, one writer at R events/s. */
+/** fdatasync latency of small appends in `dir`, paced at `rate` per second. */
+async function diskFloor(ctx) {
+  const { diskDir, rate, diskSeconds } = ctx.opt;
+  const file = `${diskDir}/fsync-probe`;
+  const fd = fs.openSync(file, "w");
+  const record = Buffer.alloc(300, "x");
+  const samples = [];
+  try {
+    const start = now();
+    for (let k = 0; now() - start < diskSeconds * 1000; k++) {
+      const due = start + (k * 1000) / rate;
+      if (due > now()) await sleep(due - now());
+      fs.writeSync(fd, record);
+      const t = now();
+      fs.fdatasyncSync(fd);
+      samples.push(now() - t);
+    }
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
+  return { fdatasyncMs: latencyStats(samples), bytes: record.length, rate };
+}
+
 async function sseFanout(ctx) {
   return ctx.opt.nodeGenerator ? sseNode(ctx) : sseLoadgen(ctx);
 }
@@ -696,6 +725,8 @@ async function drive(argv) {
       "generator-threads": { type: "string", default: "1" },
       "node-generator": { type: "boolean", default: false },
       "sse-raw": { type: "string" },
+      "disk-dir": { type: "string" },
+      "disk-seconds": { type: "string", default: "5" },
     },
   });
   if (!values.url) throw new Error("--url is required");
@@ -715,6 +746,8 @@ async function drive(argv) {
     loadgen: values.loadgen,
     generatorThreads: Number(values["generator-threads"]),
     sseRaw: values["sse-raw"],
+    diskDir: values["disk-dir"],
+    diskSeconds: Number(values["disk-seconds"]),
   };
   if (!opt.nodeGenerator && ["writes", "sse", "catchup"].some((w) => opt.workloads.includes(w))) {
     try {
@@ -759,7 +792,10 @@ async function drive(argv) {
 
   if (opt.workloads.includes("writes"))
     for (const n of opt.streams) await run(`writes-${n}`, () => writes(ctx, n));
-  if (opt.workloads.includes("sse")) await run("sse", () => sseFanout(ctx));
+  if (opt.workloads.includes("sse")) {
+    if (opt.diskDir) await run("disk", () => diskFloor(ctx));
+    await run("sse", () => sseFanout(ctx));
+  }
   if (opt.workloads.includes("catchup")) await run("catchup", () => catchup(ctx));
   if (ctx.pid) result.memory = memoryOf(ctx.pid);
   save();
@@ -790,6 +826,9 @@ function report(files) {
     rows.push([`writes ${n} streams: server / gen CPU %`, (r) => cpuCell(w(r)), null, null]);
     rows.push([`writes ${n} streams: server CPU µs/append`, (r) => perUnit(w(r), w(r)?.appendsPerSec, 1e6), 0, "lo"]);
   }
+  const disk = (r) => r.workloads.disk?.fdatasyncMs;
+  rows.push([`disk floor: fdatasync p50 ms (${opt.rate}/s, before SSE)`, (r) => disk(r)?.p50, 2, null]);
+  rows.push([`disk floor: fdatasync p99 ms`, (r) => disk(r)?.p99, 2, null]);
   const sse = (r) => r.workloads.sse;
   rows.push([`SSE ${opt.subscribers} subs @ ${opt.rate}/s: p50 ms`, (r) => sse(r)?.latencyMs?.p50, 2, "lo"]);
   rows.push([`SSE ${opt.subscribers} subs @ ${opt.rate}/s: p99 ms`, (r) => sse(r)?.latencyMs?.p99, 2, "lo"]);
@@ -857,6 +896,9 @@ function report(files) {
       `\nSSE: latency from just before the writer's POST (so it includes the append) to a subscriber` +
       ` parsing the event, same process and clock; the writer keeps one POST in flight;` +
       ` writer POST = from the same instant to the POST's 200.` +
+      `\ndisk floor: 300-byte writes each followed by fdatasync, in the server's data directory, at the SSE rate for` +
+      ` ${opt.diskSeconds ?? 5} s just before that server's SSE workload (the server idle): the disk's own sync latency,` +
+      ` which every durable append, and so every SSE event of a durable server, includes.` +
       `\ncatch-up: MB = 10^6 bytes of response bodies, ${opt.catchupMsgBytes}-byte messages, no compression.` +
       `\nCPU %: of one core over the measured window (the machine has ${ref.host.cpus} cores);` +
       ` server CPU per unit of work does not depend on how hard the generator pushed.` +
