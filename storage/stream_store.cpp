@@ -1,6 +1,7 @@
 #include "storage/stream_store.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -35,6 +36,12 @@ std::function<int64_t()> test_clock;
 /// Sync one file at a time up to this many files per group; beyond, one
 /// syncfs is cheaper than many fdatasyncs.
 constexpr size_t max_fdatasyncs_per_group = 4;
+
+/// Writer threads; a stream's operations all go to one (by its name), in
+/// order. Two let an append start its sync while another stream's is in
+/// flight instead of waiting for it: the disk here does 2 syncs at once at
+/// 1.5 times the rate of one.
+constexpr size_t writer_count = 2;
 
 struct chunk {
   uint64_t offset;   // logical offset of the first byte
@@ -88,7 +95,7 @@ struct stream_entry {
 
 using entry_ptr = std::shared_ptr<stream_entry>;
 
-/// One queued operation for the writer thread.
+/// One queued operation for a writer thread.
 struct pending_op {
   entry_ptr entry;
   std::string bytes;   // to write at file_pos (may be empty)
@@ -251,20 +258,27 @@ struct stream_store::impl {
   /// until an operator deletes them.
   std::map<std::string, std::pair<std::string, std::string>> corrupt;
 
-  std::mutex queue_mtx;
-  std::condition_variable queue_cv;
-  std::deque<pending_op> queue;
-  bool stopping = false;
-  std::thread writer;
+  /// One writer thread and its queue.
+  struct writer_lane {
+    std::mutex mtx;
+    std::condition_variable cv;
+    std::deque<pending_op> queue;
+    bool stopping = false;
+    std::thread thread;
+  };
+  std::array<writer_lane, writer_count> lanes;
 
   ~impl() {
-    {
-      std::lock_guard<std::mutex> guard{queue_mtx};
-      stopping = true;
+    for (auto& lane : lanes) {
+      {
+        std::lock_guard<std::mutex> guard{lane.mtx};
+        lane.stopping = true;
+      }
+      lane.cv.notify_all();
     }
-    queue_cv.notify_all();
-    if (writer.joinable())
-      writer.join();
+    for (auto& lane : lanes)
+      if (lane.thread.joinable())
+        lane.thread.join();
     if (dir_fd >= 0)
       ::close(dir_fd);
   }
@@ -321,17 +335,24 @@ struct stream_store::impl {
     enqueue(std::move(op));
   }
 
-  void enqueue(pending_op op) {
+  /// Queues an operation on the writer of the stream `name`.
+  void enqueue(std::string_view name, pending_op op) {
+    auto& lane = lanes[name_hash(name) % writer_count];
     {
-      std::lock_guard<std::mutex> guard{queue_mtx};
-      queue.push_back(std::move(op));
+      std::lock_guard<std::mutex> guard{lane.mtx};
+      lane.queue.push_back(std::move(op));
     }
-    queue_cv.notify_one();
+    lane.cv.notify_one();
+  }
+
+  void enqueue(pending_op op) {
+    std::string_view name{op.entry->header.name};
+    enqueue(name, std::move(op));
   }
 
   // -- writer thread ----------------------------------------------------------
 
-  void run_writer() {
+  void run_writer(writer_lane& lane) {
     // Every durable append waits for this thread: when it wakes it should
     // run before the threads busy with fan-out, not after their slice.
     // (Needs CAP_SYS_NICE; without it the thread keeps the default.)
@@ -341,13 +362,14 @@ struct stream_store::impl {
     std::vector<pending_op> batch;
     for (;;) {
       {
-        std::unique_lock<std::mutex> guard{queue_mtx};
-        queue_cv.wait(guard, [this] { return stopping || !queue.empty(); });
-        if (queue.empty() && stopping)
+        std::unique_lock<std::mutex> guard{lane.mtx};
+        lane.cv.wait(guard,
+                     [&] { return lane.stopping || !lane.queue.empty(); });
+        if (lane.queue.empty() && lane.stopping)
           return;
-        batch.assign(std::make_move_iterator(queue.begin()),
-                     std::make_move_iterator(queue.end()));
-        queue.clear();
+        batch.assign(std::make_move_iterator(lane.queue.begin()),
+                     std::make_move_iterator(lane.queue.end()));
+        lane.queue.clear();
       }
       commit(batch);
       batch.clear();
@@ -781,7 +803,8 @@ caf::expected<std::unique_ptr<stream_store>> stream_store::open(config cfg) {
              {"streams", std::to_string(state->streams.size())},
              {"refused", std::to_string(state->refused.size())}});
   auto* raw = state.get();
-  state->writer = std::thread{[raw] { raw->run_writer(); }};
+  for (auto& lane : state->lanes)
+    lane.thread = std::thread{[raw, &lane] { raw->run_writer(lane); }};
   return std::unique_ptr<stream_store>{new stream_store(std::move(state))};
 }
 
@@ -908,7 +931,7 @@ void stream_store::remove(const std::string& name, write_callback done) {
       op.touches_directory = true;
       op.result.status = store_status::ok;
       op.done = std::move(done);
-      impl_->enqueue(std::move(op));
+      impl_->enqueue(name, std::move(op));
       return;
     }
   }

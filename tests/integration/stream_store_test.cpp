@@ -2,9 +2,11 @@
 #include <caf/test/unit_test.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <dirent.h>
@@ -251,6 +253,61 @@ CAF_TEST(concurrent appends to many streams are all durable once) {
     CAF_REQUIRE_EQUAL(msgs.size(), static_cast<size_t>(per_stream));
     for (int i = 0; i < per_stream; ++i)
       CAF_CHECK_EQUAL(msgs[i], std::to_string(i));
+  }
+}
+
+CAF_TEST(operations queued back to back keep their order per stream) {
+  // Without waiting for answers: create, append, delete, create again and
+  // append, on names that spread over every writer thread. Each stream's
+  // operations must take effect in the order they were queued.
+  constexpr int streams = 16;
+  std::mutex mtx;
+  std::vector<std::pair<std::string, store_status>> answers;
+  auto note = [&](std::string what) {
+    return [&, what](write_result r) {
+      std::lock_guard<std::mutex> guard{mtx};
+      answers.emplace_back(what, r.status);
+    };
+  };
+  auto append_async = [&](const std::string& name, std::string msg) {
+    append_request req;
+    req.content_type = "application/json";
+    req.messages = {std::move(msg)};
+    store->append(name, std::move(req), note("append " + name));
+  };
+  for (int s = 0; s < streams; ++s) {
+    auto name = "/b" + std::to_string(s);
+    create_request first;
+    first.content_type = "application/json";
+    store->create(name, std::move(first), note("create " + name));
+    append_async(name, "1");
+    store->remove(name, note("remove " + name));
+    create_request second;
+    second.content_type = "application/json";
+    store->create(name, std::move(second), note("create " + name));
+    append_async(name, "2");
+  }
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (answers.size() == 5u * streams)
+        break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    CAF_REQUIRE_EQUAL(answers.size(), 5u * streams);
+    for (auto& [what, status] : answers)
+      if (status != store_status::ok)
+        CAF_FAIL(what << ": " << to_string(status));
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int s = 0; s < streams; ++s)
+      CAF_CHECK_EQUAL(read_all("/b" + std::to_string(s)),
+                      std::vector<std::string>{"2"});
+    CAF_CHECK_EQUAL(log_files().size(), static_cast<size_t>(streams));
+    reopen(); // the same after recovery
   }
 }
 
