@@ -153,7 +153,7 @@ void push_step(self_ptr self, source_cursor at,
     append.events.push_back(to_json(ev, ts));
   auto id = s.id;
   // No timeout: the sink answers every append (the store calls back on
-  // every path, and a sink that dies breaks the promise). A timeout per
+  // every path, and a sink that ends answers what it holds). A timeout per
   // event costs the clock thread a wake-up now and this actor a stale
   // message 30 s later (at 1,000 events/s the clock thread had a tenth of
   // ebridge's CPU samples).

@@ -22,6 +22,14 @@ caf::error to_error(const write_result& r) {
 
 } // namespace
 
+sink_state::~sink_state() {
+  for (auto& [id, op] : in_flight)
+    if (op.promise.pending())
+      op.promise.deliver(make_error(ec::database_error,
+                                    "stream store: the sink ended before "
+                                    "the store answered"));
+}
+
 sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
                                stream_store* store) {
   self->state.store = store;

@@ -22,11 +22,16 @@ struct sink_state {
   };
   std::map<uint64_t, pending> in_flight;
 
+  /// A sink that ends, for whatever reason, still answers what it holds:
+  /// its requesters wait without a timeout (CAF 0.17 does not break a
+  /// promise that is dropped).
+  ~sink_state();
+
   static inline const char* name = "sink";
 };
 
 /// The sink on the embedded store. Store callbacks come from its writer
-/// thread; they only send a message here, and promises are delivered from
+/// threads; they only send a message here, and promises are delivered from
 /// this actor's own context.
 sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
                                stream_store* store);
