@@ -532,7 +532,7 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
     }
     respond(empty_answer(now));
   };
-  // Wake-ups come from the store's writer thread: read on an io thread.
+  // Wake-ups come from the store's writer threads: read on an io thread.
   auto token = store_.wait(name, tail, [this, on_wake] { io_.post(on_wake); });
   std::lock_guard<std::mutex> guard{state->mtx};
   state->token = token;

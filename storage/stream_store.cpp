@@ -260,6 +260,9 @@ struct stream_store::impl {
 
   /// One writer thread and its queue.
   struct writer_lane {
+    /// Its own handle on the streams directory: syncfs and fsync report a
+    /// write-back error once per open file, and each writer must see it.
+    int dir_fd = -1;
     std::mutex mtx;
     std::condition_variable cv;
     std::deque<pending_op> queue;
@@ -276,9 +279,12 @@ struct stream_store::impl {
       }
       lane.cv.notify_all();
     }
-    for (auto& lane : lanes)
+    for (auto& lane : lanes) {
       if (lane.thread.joinable())
         lane.thread.join();
+      if (lane.dir_fd >= 0)
+        ::close(lane.dir_fd);
+    }
     if (dir_fd >= 0)
       ::close(dir_fd);
   }
@@ -337,7 +343,7 @@ struct stream_store::impl {
 
   /// Queues an operation on the writer of the stream `name`.
   void enqueue(std::string_view name, pending_op op) {
-    auto& lane = lanes[name_hash(name) % writer_count];
+    auto& lane = lanes[(name_hash(name) >> 32) % writer_count];
     {
       std::lock_guard<std::mutex> guard{lane.mtx};
       lane.queue.push_back(std::move(op));
@@ -371,14 +377,14 @@ struct stream_store::impl {
                      std::make_move_iterator(lane.queue.end()));
         lane.queue.clear();
       }
-      commit(batch);
+      commit(lane, batch);
       batch.clear();
     }
   }
 
   /// Writes a batch, makes it durable with as few syncs as possible, then
   /// publishes it to readers and acknowledges it, in order.
-  void commit(std::vector<pending_op>& batch) {
+  void commit(writer_lane& lane, std::vector<pending_op>& batch) {
     std::set<log_file*> failed;
     std::vector<std::shared_ptr<log_file>> dirty;
     bool directory = false;
@@ -413,7 +419,7 @@ struct stream_store::impl {
       i = j;
     }
     if (dirty.size() > max_fdatasyncs_per_group) {
-      if (::syncfs(dir_fd) != 0) {
+      if (::syncfs(lane.dir_fd) != 0) {
         log::error("store", "syncfs failed", {{"error", std::strerror(errno)}});
         for (auto& f : dirty)
           failed.insert(f.get());
@@ -425,7 +431,7 @@ struct stream_store::impl {
                      {{"file", f->path}, {"error", std::strerror(errno)}});
           failed.insert(f.get());
         }
-      if (directory && ::fsync(dir_fd) != 0)
+      if (directory && ::fsync(lane.dir_fd) != 0)
         log::error("store", "directory fsync failed",
                    {{"error", std::strerror(errno)}});
     }
@@ -802,6 +808,14 @@ caf::expected<std::unique_ptr<stream_store>> stream_store::open(config cfg) {
             {{"directory", cfg.directory},
              {"streams", std::to_string(state->streams.size())},
              {"refused", std::to_string(state->refused.size())}});
+  for (auto& lane : state->lanes) {
+    lane.dir_fd = ::open(state->streams_dir.c_str(),
+                         O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lane.dir_fd < 0)
+      return make_error(ec::invalid_config, "data-dir: cannot open "
+                                              + state->streams_dir + ": "
+                                              + std::strerror(errno));
+  }
   auto* raw = state.get();
   for (auto& lane : state->lanes)
     lane.thread = std::thread{[raw, &lane] { raw->run_writer(lane); }};

@@ -59,8 +59,9 @@ struct write_result {
   std::string message;
 };
 
-/// Called once when an operation is durable (or has failed), from the
-/// store's writer thread or the calling thread. Must not block.
+/// Called once when an operation is durable (or has failed), from one of
+/// the store's writer threads or the calling thread; callbacks of different
+/// streams may run at the same time. Must not block.
 using write_callback = std::function<void(write_result)>;
 
 /// A stream's configuration and position.
@@ -114,7 +115,8 @@ struct read_result {
 };
 
 /// Durable append-only streams on a local directory. Each stream is one log
-/// file; appends are written by one writer thread and acknowledged only after
+/// file; appends are written by one of two writer threads (each stream's
+/// operations always by the same one, in order) and acknowledged only after
 /// an fdatasync (or one syncfs for many files) that covers them: appends that
 /// arrive together share one sync. Producer state, Stream-Seq and the closed
 /// flag live in the same records as the data, so they survive exactly as the

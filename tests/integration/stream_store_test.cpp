@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -258,49 +259,57 @@ CAF_TEST(concurrent appends to many streams are all durable once) {
 
 CAF_TEST(operations queued back to back keep their order per stream) {
   // Without waiting for answers: create, append, delete, create again and
-  // append, on names that spread over every writer thread. Each stream's
-  // operations must take effect in the order they were queued.
+  // append, on names that spread over both writer threads. Each stream's
+  // operations must be answered, and take effect, in the order queued.
   constexpr int streams = 16;
   std::mutex mtx;
-  std::vector<std::pair<std::string, store_status>> answers;
-  auto note = [&](std::string what) {
-    return [&, what](write_result r) {
+  std::map<std::string, std::vector<std::string>> answered; // per stream
+  std::vector<std::string> failures;
+  size_t count = 0;
+  auto note = [&](std::string name, std::string what) {
+    return [&, name, what](write_result r) {
       std::lock_guard<std::mutex> guard{mtx};
-      answers.emplace_back(what, r.status);
+      answered[name].push_back(what);
+      if (r.status != store_status::ok)
+        failures.push_back(what + " " + name + ": " + to_string(r.status));
+      ++count;
     };
   };
   auto append_async = [&](const std::string& name, std::string msg) {
     append_request req;
     req.content_type = "application/json";
     req.messages = {std::move(msg)};
-    store->append(name, std::move(req), note("append " + name));
+    store->append(name, std::move(req), note(name, "append"));
+  };
+  auto create_async = [&](const std::string& name) {
+    create_request req;
+    req.content_type = "application/json";
+    store->create(name, std::move(req), note(name, "create"));
   };
   for (int s = 0; s < streams; ++s) {
     auto name = "/b" + std::to_string(s);
-    create_request first;
-    first.content_type = "application/json";
-    store->create(name, std::move(first), note("create " + name));
+    create_async(name);
     append_async(name, "1");
-    store->remove(name, note("remove " + name));
-    create_request second;
-    second.content_type = "application/json";
-    store->create(name, std::move(second), note("create " + name));
+    store->remove(name, note(name, "remove"));
+    create_async(name);
     append_async(name, "2");
   }
   for (int i = 0; i < 500; ++i) {
     {
       std::lock_guard<std::mutex> guard{mtx};
-      if (answers.size() == 5u * streams)
+      if (count == 5u * streams)
         break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   }
   {
     std::lock_guard<std::mutex> guard{mtx};
-    CAF_REQUIRE_EQUAL(answers.size(), 5u * streams);
-    for (auto& [what, status] : answers)
-      if (status != store_status::ok)
-        CAF_FAIL(what << ": " << to_string(status));
+    CAF_REQUIRE_EQUAL(count, 5u * streams);
+    CAF_CHECK_EQUAL(failures, std::vector<std::string>{});
+    for (auto& [name, whats] : answered)
+      CAF_CHECK_EQUAL(whats, (std::vector<std::string>{"create", "append",
+                                                        "remove", "create",
+                                                        "append"}));
   }
   for (int pass = 0; pass < 2; ++pass) {
     for (int s = 0; s < streams; ++s)
