@@ -189,6 +189,7 @@ void refetch_all(self_ptr self, const std::string& why) {
   st.by_bridge.clear();
   st.recent.clear();
   st.recent_base = st.position;
+  st.advances.clear(); // for subscribers that are gone
 }
 
 /// Forgets a bridge's subscription, live or waiting for the feed.

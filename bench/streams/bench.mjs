@@ -396,7 +396,6 @@ function sseParser(onEvent) {
   };
 }
 
-/** One stream, S SSE subscribers from offset=now, one writer at R events/s. */
 /** fdatasync latency of small appends in `dir`, paced at `rate` per second. */
 async function diskFloor(ctx) {
   const { diskDir, rate, diskSeconds } = ctx.opt;
@@ -421,6 +420,7 @@ async function diskFloor(ctx) {
   return { fdatasyncMs: latencyStats(samples), bytes: record.length, rate };
 }
 
+/** One stream, S SSE subscribers from offset=now, one writer at R events/s. */
 async function sseFanout(ctx) {
   return ctx.opt.nodeGenerator ? sseNode(ctx) : sseLoadgen(ctx);
 }

@@ -269,6 +269,7 @@ CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
 
 CAF_TEST(idle cursors move in chunks of one statement per tick) {
   cfg.advance_chunk = 2; // 5 views: 3 statements, on 3 ticks
+  cfg.idle_interval = 1s; // one check sees all 5
   start();
   std::vector<view> views;
   for (int i = 0; i < 5; ++i) {
@@ -291,6 +292,21 @@ CAF_TEST(idle cursors move in chunks of one statement per tick) {
     });
   }));
   CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
+  // Each statement stamps its rows with its own now(): at most 2 rows a
+  // stamp, and the stamps a tick apart (all at once, they would be ms apart).
+  std::string refs;
+  for (auto& v : views)
+    refs += (refs.empty() ? "'" : ",'") + v.ref + "'";
+  auto r = db.exec("SELECT (extract(epoch FROM updated_at) * 1000)::bigint, "
+                   "count(*) FROM entity_bridges WHERE source_ref IN ("
+                   + refs + ") GROUP BY 1 ORDER BY 1");
+  CAF_CHECK_EQUAL(r.size(), 3u);
+  for (size_t i = 0; i < r.size(); ++i) {
+    CAF_CHECK_LESS_OR_EQUAL(r[i][1].as<int>(), 2);
+    if (i > 0)
+      CAF_CHECK_GREATER_OR_EQUAL(r[i][0].as<int64_t>() - r[i - 1][0].as<int64_t>(),
+                                 50);
+  }
   for (auto& v : views) {
     std::lock_guard<std::mutex> guard{v.log->mtx};
     CAF_CHECK_EQUAL(v.log->batches.size(), 1u); // the snapshot only
