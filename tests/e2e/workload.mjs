@@ -109,7 +109,9 @@ function psql(url, sql) {
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(out)
+    // 'close', not 'exit': 'exit' can come before the last of stdout is read
+    // (an empty answer read as 0 once made seqHi 0 and failed a good run).
+    child.on('close', (code) => (code === 0 ? resolve(out)
       : reject(new Error(`psql failed (${code}): ${err.trim()}\n-- SQL:\n${sql.slice(0, 2000)}`))));
     child.stdin.end(sql);
   });
@@ -419,12 +421,19 @@ function openDb(path, live, onEvent) {
   });
 }
 
+// The history's last seq so far (a sequence that was never used reads 1).
+async function historySeq() {
+  const text = (await psql(dbUrl, 'SELECT last_value FROM e2e_history_seq_seq;')).trim();
+  if (!/^\d+$/.test(text)) throw new Error(`the history's last seq: not a number: ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
 async function addView(name, filter) {
   const answer = await register(filter);
   const v = { name, filter, ref: answer.sourceRef, path: answer.streamUrl, followerEvents: [],
     late: stats.ops > 0,
     // Every change recorded so far has a seq at most this: the snapshot came before.
-    seqHi: Number(await psql(dbUrl, 'SELECT last_value FROM e2e_history_seq_seq;')) };
+    seqHi: await historySeq() };
   check(v.path === `/_entities/${v.ref}`, `${name}: streamUrl is /_entities/<sourceRef> (got ${JSON.stringify(answer)})`);
   v.follower = openDb(v.path, 'long-poll', (e) => v.followerEvents.push(e));
   v.follower.preload().catch((e) => { v.followerError = e; });
