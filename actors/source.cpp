@@ -353,22 +353,26 @@ void request_advance(self_ptr self, idle_advance adv) {
       });
 }
 
-/// Moves the registry cursors of subscribers that made everything durable
-/// and got nothing since to the feed's position (in a few statements for
-/// all of them), and forces those that hold back more than `max_lag` of WAL
-/// to resync.
+/// Moves the registry cursors of subscribers that made everything durable,
+/// got nothing since and hold back at least `idle_lag` of WAL to the feed's
+/// position (queued in chunks), and forces those that hold back more than
+/// `max_lag` of WAL to resync.
 void idle_check(self_ptr self) {
   auto& st = self->state;
   std::vector<uint64_t> moving;
   std::vector<uint64_t> lagging;
+  auto idle_lag = std::min(st.cfg.idle_lag, st.cfg.max_lag);
   for (auto& [id, sub] : st.subscribers) {
     if (sub.snapshotting)
       continue;
     if (sub.seen && st.position > sub.seen->wal_lsn)
       sub.seen.reset(); // the feed is past all the snapshot saw
     if (sub.idle()) {
-      // Nothing since concerned it: its cursor may move to the position.
-      if (sub.acked < st.position && sub.advancing == 0 && st.connected) {
+      // Nothing since concerned it: its cursor may move to the position,
+      // once it holds back enough WAL to be worth a registry write.
+      auto behind = st.position > sub.acked ? st.position - sub.acked : 0;
+      if (behind > 0 && behind >= idle_lag && sub.advancing == 0
+          && st.connected) {
         sub.advancing = st.position;
         moving.push_back(id);
       }

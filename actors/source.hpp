@@ -21,10 +21,17 @@ struct source_config {
   /// Recent transactions kept to serve a resuming bridge whose cursor is a
   /// little behind the feed (a restart); older cursors resync.
   size_t replay_buffer = 10000;
-  /// How often subscribers that got nothing are told the feed's position.
+  /// How often the idle check runs: idle subscribers that hold back
+  /// idle_lag of WAL move to the feed's position, laggards past max_lag
+  /// resync.
   std::chrono::milliseconds idle_interval{30000};
   /// WAL bytes a subscriber may hold back before it must resync.
   uint64_t max_lag = uint64_t{1} << 30;
+  /// WAL bytes an idle subscriber may hold back before its cursor is moved
+  /// (0: at every idle check; at most max_lag). Each move is a registry row
+  /// update that every logical decoder of the database decodes: moving only
+  /// past this keeps a quiet feed from costing a row per view per check.
+  uint64_t idle_lag = uint64_t{64} << 20;
   /// Most idle cursors moved by one statement; one statement per tick. Every
   /// logical decoder of the database decodes those rows: in bench/source,
   /// 10,000 of them sent at once coincided with stalls of 300 ms in both

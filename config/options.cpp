@@ -224,11 +224,23 @@ const std::vector<option_info>& option_table() {
        return caf::none;
      }},
     {"source.idle-interval",
-     "how often views that got no change are moved to the feed's position "
-     "(so Postgres may release WAL and restarts resume without a snapshot)",
+     "how often views that got no change and hold back source.idle-lag of "
+     "WAL are moved to the feed's position (so Postgres may release WAL and "
+     "restarts resume without a snapshot)",
      [](const options& o) { return to_string(o.source_idle_interval); },
      [](options& o, std::string_view v) -> caf::error {
        return set_positive_duration(o.source_idle_interval, v);
+     }},
+    {"source.idle-lag",
+     "WAL a view that got no change may hold back before the idle check moves "
+     "its cursor (0: at every check; capped at source.max-lag; e.g. 64MB)",
+     [](const options& o) { return size_string(o.source_idle_lag); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_size(v, 0, uint64_t{1} << 50);
+       if (!n)
+         return n.error();
+       o.source_idle_lag = *n;
+       return caf::none;
      }},
     {"source.max-lag",
      "WAL a view may hold back before it is forced to resync (e.g. 512MB, "

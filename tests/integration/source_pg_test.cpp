@@ -90,6 +90,7 @@ struct fixture {
     cfg.replication.backoff_initial = 50ms;
     cfg.replication.backoff_max = 200ms;
     cfg.idle_interval = 100ms;
+    cfg.idle_lag = 0; // idle views move at every check
   }
 
   ~fixture() {
@@ -262,6 +263,45 @@ CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
            && *parse_lsn_offset(row->cursor_offset) >= after;
   }));
   CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
+  std::lock_guard<std::mutex> guard{log->mtx};
+  CAF_CHECK_EQUAL(log->batches.size(), 1u); // the snapshot only
+  CAF_CHECK(log->refetches.empty());
+}
+
+CAF_TEST(an idle view moves only once it holds back the idle lag of WAL) {
+  cfg.idle_lag = 256 * 1024;
+  start();
+  auto v = registered_view(R"({"team":"a"})");
+  auto& [b, log, ref, at] = v;
+  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
+  ack(b, at);
+  auto from = *parse_lsn_offset(at.offset);
+  for (int i = 0; i < 5; ++i)
+    insert("/b" + std::to_string(i), R"({"team":"b"})");
+  auto small = wal_lsn();
+  CAF_REQUIRE_LESS(small - from, cfg.idle_lag);
+  // Ten idle checks: it holds back less than the lag, so its cursor stays,
+  // and so does the slot.
+  std::this_thread::sleep_for(1s);
+  auto row = registry.get_bridge("default", ref);
+  CAF_REQUIRE(row);
+  CAF_CHECK_EQUAL(row->cursor_offset, at.offset);
+  CAF_CHECK_LESS_OR_EQUAL(slot_confirmed(), from + 1);
+  // Rows for another view, of random text (it does not compress), past the
+  // lag: the next check moves it and the slot follows.
+  db.exec("INSERT INTO entities (url, type, tags, spawn_args, created_at, "
+          "updated_at) SELECT '/big' || g, 'agent', '{\"team\":\"b\"}', "
+          "jsonb_build_object('pad', (SELECT string_agg(md5(random()::text "
+          "|| g || i), '') FROM generate_series(1, 40) i)), 1, 1 "
+          "FROM generate_series(1, 400) g");
+  auto big = wal_lsn();
+  CAF_REQUIRE_GREATER_OR_EQUAL(big - from, cfg.idle_lag);
+  CAF_CHECK(eventually([&] {
+    auto row = registry.get_bridge("default", ref);
+    return row && row->cursor_handle == at.handle
+           && *parse_lsn_offset(row->cursor_offset) >= big;
+  }));
+  CAF_CHECK(eventually([&] { return slot_confirmed() >= big; }));
   std::lock_guard<std::mutex> guard{log->mtx};
   CAF_CHECK_EQUAL(log->batches.size(), 1u); // the snapshot only
   CAF_CHECK(log->refetches.empty());

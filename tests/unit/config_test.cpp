@@ -192,6 +192,23 @@ CAF_TEST(the source lag limit takes sizes with units) {
                      "must be positive"));
 }
 
+CAF_TEST(the idle lag takes sizes and zero) {
+  auto x = parse({"serve"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_idle_lag, uint64_t{64} << 20);
+  x = parse({"--source.idle-lag=0"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_idle_lag, 0u);
+  x = parse({"--source.idle-lag=16MB"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_idle_lag, uint64_t{16} << 20);
+  for (auto bad : {"", "-1", "1.5MB", "lots"}) {
+    auto msg = failure(parse({std::string{"--source.idle-lag="} + bad}));
+    EB_CHECK_MSG(contains(msg, "source.idle-lag"), "message for " << bad
+                                                   << ": " << msg);
+  }
+}
+
 CAF_TEST(a malformed postgres url is an error) {
   auto msg = failure(parse({"--postgres.url=host=x port"}));
   CAF_CHECK(contains(msg, "postgres.url"));
