@@ -353,26 +353,37 @@ void request_advance(self_ptr self, idle_advance adv) {
       });
 }
 
-/// Moves the registry cursors of subscribers that made everything durable,
-/// got nothing since and hold back at least `idle_lag` of WAL to the feed's
-/// position (queued in chunks), and forces those that hold back more than
-/// `max_lag` of WAL to resync.
+/// Moves the registry cursors of subscribers that made everything durable
+/// and got nothing since to the feed's position (queued in chunks), when it
+/// is due (see below), and forces those that hold back more than `max_lag`
+/// of WAL to resync.
 void idle_check(self_ptr self) {
   auto& st = self->state;
   std::vector<uint64_t> moving;
   std::vector<uint64_t> lagging;
   auto idle_lag = std::min(st.cfg.idle_lag, st.cfg.max_lag);
+  // A cursor before this is out of, or halfway out of, the recent
+  // transactions' reach: a bridge that subscribes again with it (restarted
+  // by its manager, or late after a restart) would have to resync.
+  auto half = st.cfg.replay_buffer / 2;
+  auto reach = st.recent.size() > half
+                 ? st.recent[st.recent.size() - half - 1].end_lsn
+                 : st.recent_base;
   for (auto& [id, sub] : st.subscribers) {
     if (sub.snapshotting)
       continue;
     if (sub.seen && st.position > sub.seen->wal_lsn)
       sub.seen.reset(); // the feed is past all the snapshot saw
     if (sub.idle()) {
-      // Nothing since concerned it: its cursor may move to the position,
-      // once it holds back enough WAL to be worth a registry write.
+      // Nothing since concerned it: its cursor may move to the position. A
+      // move is a registry write: it is due once the view holds back
+      // idle_lag of WAL, nears the end of the recent transactions' reach,
+      // or was released already (a Postgres shutdown, a failed move): a
+      // restart from the slot would find its cursor behind and resync.
       auto behind = st.position > sub.acked ? st.position - sub.acked : 0;
-      if (behind > 0 && behind >= idle_lag && sub.advancing == 0
-          && st.connected) {
+      bool due = behind >= idle_lag || sub.acked < reach
+                 || sub.floor > sub.acked;
+      if (behind > 0 && due && sub.advancing == 0 && st.connected) {
         sub.advancing = st.position;
         moving.push_back(id);
       }

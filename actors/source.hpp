@@ -28,9 +28,10 @@ struct source_config {
   /// WAL bytes a subscriber may hold back before it must resync.
   uint64_t max_lag = uint64_t{1} << 30;
   /// WAL bytes an idle subscriber may hold back before its cursor is moved
-  /// (0: at every idle check; at most max_lag). Each move is a registry row
-  /// update that every logical decoder of the database decodes: moving only
-  /// past this keeps a quiet feed from costing a row per view per check.
+  /// (0: at every idle check; at most max_lag); it moves sooner when its
+  /// cursor nears the end of replay_buffer's reach. Each move is a registry
+  /// row update that every logical decoder of the database decodes: a quiet
+  /// feed should not cost a row per view per check.
   uint64_t idle_lag = uint64_t{64} << 20;
   /// Most idle cursors moved by one statement; one statement per tick. Every
   /// logical decoder of the database decodes those rows: in bench/source,

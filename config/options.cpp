@@ -233,7 +233,8 @@ const std::vector<option_info>& option_table() {
      }},
     {"source.idle-lag",
      "WAL a view that got no change may hold back before the idle check moves "
-     "its cursor (0: at every check; capped at source.max-lag; e.g. 64MB)",
+     "its cursor; Postgres keeps up to this much more WAL, which a restart "
+     "replays (0: move at every check; capped at source.max-lag; e.g. 64MB)",
      [](const options& o) { return size_string(o.source_idle_lag); },
      [](options& o, std::string_view v) -> caf::error {
        auto n = parse_size(v, 0, uint64_t{1} << 50);
