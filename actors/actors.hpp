@@ -208,6 +208,9 @@ using source_actor = caf::typed_actor<
   caf::reacts_to<caf::unsubscribe_atom, bridge_actor>,
   // The bridge made everything up to this position durable.
   caf::reacts_to<ack_atom, bridge_actor, uint64_t, source_cursor>,
+  // From the manager at start: how many bridges it resumes with a cursor
+  // (a held feed starts once they all subscribed).
+  caf::reacts_to<resuming_atom, uint64_t>,
   // Internal, from the replication reader's thread: a committed
   // transaction, and the feed's connects and disconnects.
   caf::reacts_to<replicated_txn>, caf::reacts_to<feed_event>,

@@ -1,5 +1,6 @@
 #include "actors/manager.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include <caf/actor_cast.hpp>
@@ -174,6 +175,13 @@ manager(manager_actor::stateful_pointer<manager_state> self,
   self->request(st.cfg.registry, st.cfg.request_timeout, list_atom::value)
     .then(
       [self](std::vector<bridge_row>& rows) {
+        // The source holds its feed until these subscribed (see
+        // source_config::resume_wait): each is then served from its cursor.
+        auto with_cursor = std::count_if(
+          rows.begin(), rows.end(),
+          [](const bridge_row& row) { return row.has_cursor(); });
+        self->send(self->state.cfg.source, resuming_atom::value,
+                   static_cast<uint64_t>(with_cursor));
         for (auto& row : rows)
           self->state.ensure(self, {row.tenant_id, row.source_ref}, row.tags);
         log::info("manager", "resumed bridges",

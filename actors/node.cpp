@@ -155,6 +155,7 @@ int run_serve(const options& opts) {
   src_cfg.idle_interval = opts.source_idle_interval;
   src_cfg.max_lag = opts.source_max_lag;
   src_cfg.idle_lag = opts.source_idle_lag;
+  src_cfg.resume_wait = opts.source_resume_wait;
   auto source_handle = sys.spawn(source, src_cfg);
   manager_config mgr_cfg;
   mgr_cfg.source = source_handle;

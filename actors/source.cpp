@@ -420,6 +420,30 @@ void idle_check(self_ptr self) {
   }
 }
 
+/// Starts the replication feed (once).
+void start_feed(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  st.holding = false;
+  log::info("source", "starting the feed",
+            {{"why", why},
+             {"waiting_subscribes", std::to_string(st.waiting.size())}});
+  if (auto err = st.reader->start()) {
+    log::error("source", "cannot start", {{"error", error_message(err)}});
+    self->quit(err);
+  }
+}
+
+/// Starts a held feed once every bridge resumed with a cursor subscribed.
+void release_if_resumed(self_ptr self) {
+  auto& st = self->state;
+  if (!st.holding || !st.resuming)
+    return;
+  auto with_cursor = std::count_if(st.waiting.begin(), st.waiting.end(),
+                                   [](const auto& w) { return !w.from.empty(); });
+  if (static_cast<uint64_t>(with_cursor) >= *st.resuming)
+    start_feed(self, "every view resumed with a cursor subscribed");
+}
+
 } // namespace
 
 void source_state::add(uint64_t id, subscriber sub, const std::string& tenant,
@@ -463,9 +487,13 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
     st.cfg.replication,
     [me](replicated_txn txn) { caf::anon_send(me, std::move(txn)); },
     [me](feed_event e) { caf::anon_send(me, std::move(e)); });
-  if (auto err = st.reader->start()) {
-    log::error("source", "cannot start", {{"error", error_message(err)}});
-    self->quit(err);
+  auto hold_until = std::chrono::steady_clock::now() + st.cfg.resume_wait;
+  if (st.cfg.resume_wait.count() > 0) {
+    st.holding = true;
+    log::info("source", "feed held for resuming views",
+              {{"at_most", std::to_string(st.cfg.resume_wait.count()) + "ms"}});
+  } else {
+    start_feed(self, "not held");
   }
   self->delayed_send(self, tick_interval, caf::tick_atom::value);
   auto reader = st.reader;
@@ -489,9 +517,14 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
         // waits for the feed rather than resync.
         st.waiting.push_back({bridge, subscription, std::move(tenant),
                               std::move(tags_json), std::move(from)});
+        release_if_resumed(self);
         return;
       }
       subscribe(self, bridge, subscription, tenant, tags_json, from);
+    },
+    [self](resuming_atom, uint64_t count) {
+      self->state.resuming = count;
+      release_if_resumed(self);
     },
     [self](caf::unsubscribe_atom, bridge_actor& bridge) {
       drop_subscriber(self->state, bridge.address());
@@ -545,8 +578,10 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       if (st.subscribers.empty())
         st.confirm();
     },
-    [self](caf::tick_atom) {
+    [self, hold_until](caf::tick_atom) {
       auto& st = self->state;
+      if (st.holding && std::chrono::steady_clock::now() >= hold_until)
+        start_feed(self, "waited resume_wait for resuming views");
       auto every = std::max<int64_t>(1, st.cfg.idle_interval / tick_interval);
       if (++st.ticks >= every) {
         st.ticks = 0;

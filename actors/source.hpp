@@ -38,6 +38,12 @@ struct source_config {
   /// 10,000 of them sent at once coincided with stalls of 300 ms in both
   /// ebridge's feed and pg_recvlogical's.
   size_t advance_chunk = 500;
+  /// Zero: the feed starts at once. Otherwise it is held until the bridges
+  /// the manager resumes with a cursor all subscribed (it says how many),
+  /// at most this long: subscribes that wait for the feed are served from
+  /// the slot's position, while one that comes after the feed has replayed
+  /// more than replay_buffer transactions would have to resync.
+  std::chrono::milliseconds resume_wait{0};
 };
 
 struct source_state {
@@ -87,6 +93,10 @@ struct source_state {
   source_config cfg;
   std::shared_ptr<replication_reader> reader;
   std::vector<waiting_subscribe> waiting;
+  /// The feed is held for resuming bridges (see resume_wait); how many
+  /// with a cursor the manager resumes (unknown until it says).
+  bool holding = false;
+  std::optional<uint64_t> resuming;
   caf::actor snapshotter;
   bool connected = false;
   feed_identity identity;

@@ -243,6 +243,18 @@ const std::vector<option_info>& option_table() {
        o.source_idle_lag = *n;
        return caf::none;
      }},
+    {"source.resume-wait",
+     "at start, longest the feed waits for the views resumed from the "
+     "registry to subscribe, so each is served from its cursor without a "
+     "resync (0: start at once)",
+     [](const options& o) { return to_string(o.source_resume_wait); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto d = parse_duration(v);
+       if (!d)
+         return d.error();
+       o.source_resume_wait = *d;
+       return caf::none;
+     }},
     {"source.max-lag",
      "WAL a view may hold back before it is forced to resync (e.g. 512MB, "
      "1GB)",

@@ -39,6 +39,8 @@ struct source_record {
   std::vector<subscription> subscriptions;
   std::vector<source_cursor> acks;
   int unsubscribes = 0;
+  /// What the manager said it resumes with a cursor.
+  std::vector<uint64_t> resuming;
 };
 
 inline source_actor::behavior_type
@@ -52,6 +54,7 @@ fake_source(std::shared_ptr<source_record> rec) {
     [rec](ack_atom, bridge_actor&, uint64_t, source_cursor& at) {
       rec->acks.push_back(at);
     },
+    [rec](resuming_atom, uint64_t n) { rec->resuming.push_back(n); },
     [](replicated_txn&) {},
     [](feed_event&) {},
     [](caf::tick_atom) {},

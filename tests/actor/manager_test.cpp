@@ -170,21 +170,33 @@ CAF_TEST(register times out while the bridge keeps starting) {
 }
 
 CAF_TEST(start resumes every persisted bridge from its cursor) {
-  for (auto tags : {R"({"a":"1"})", R"({"b":"2"})"}) {
+  for (auto tags : {R"({"a":"1"})", R"({"b":"2"})", R"({"c":"3"})"}) {
     auto ref = source_ref(*parse_tags(tags));
     bridge_row row;
     row.tenant_id = "default";
     row.source_ref = ref;
     row.tags = tags;
     row.stream_url = stream_path(ref);
-    row.cursor_handle = "h1";
-    row.cursor_offset = "0007";
+    if (tags[2] != 'c') { // c has no cursor yet: it bootstraps
+      row.cursor_handle = "h1";
+      row.cursor_offset = "0007";
+    }
     reg->rows[{"default", ref}] = row;
   }
   start_manager();
-  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
-  for (auto& s : src->subscriptions)
-    CAF_CHECK_EQUAL(s.from.offset, "0007");
+  // The source hears first how many resume with a cursor: it holds its
+  // feed until they subscribed.
+  CAF_REQUIRE_EQUAL(src->resuming.size(), 1u);
+  CAF_CHECK_EQUAL(src->resuming[0], 2u);
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 3u);
+  int from_cursor = 0;
+  for (auto& s : src->subscriptions) {
+    if (s.tags == R"({"c":"3"})")
+      CAF_CHECK(s.from.empty());
+    else
+      from_cursor += s.from.offset == "0007" ? 1 : 0;
+  }
+  CAF_CHECK_EQUAL(from_cursor, 2);
 }
 
 CAF_TEST(a bridge that dies is restarted with growing backoff) {

@@ -62,6 +62,7 @@ source_actor::behavior_type source_behavior(std::shared_ptr<scripted_source> s) 
     },
     [](caf::unsubscribe_atom, bridge_actor&) {},
     [](ack_atom, bridge_actor&, uint64_t, source_cursor&) {},
+    [](resuming_atom, uint64_t) {},
     [](replicated_txn&) {},
     [](feed_event&) {},
     [](caf::tick_atom) {},

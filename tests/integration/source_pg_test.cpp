@@ -344,6 +344,45 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
   CAF_CHECK_EQUAL(log2->batches[0].changes.at(0).key, "/a1");
 }
 
+CAF_TEST(a held feed serves a view that resumes late from its cursor) {
+  cfg.replay_buffer = 2;
+  start();
+  auto v = registered_view(R"({"team":"a"})");
+  EB_OK(registry.update_cursor("default", v.ref, v.at.handle, v.at.offset));
+  ack(v.bridge, v.at);
+  auto at = *parse_lsn_offset(v.at.offset);
+  CAF_REQUIRE(eventually([&] { return slot_confirmed() >= at; }));
+  caf::anon_send_exit(source, caf::exit_reason::user_shutdown);
+  // While it is down: one change for the view, then more than the replay
+  // buffer holds for others.
+  insert("/a1", R"({"team":"a"})");
+  for (int i = 0; i < 5; ++i)
+    insert("/b" + std::to_string(i), R"({"team":"b"})");
+  cfg.resume_wait = 10s;
+  start();
+  caf::anon_send(source, resuming_atom::value, uint64_t{1});
+  // An unheld feed would have replayed all 6 by now, keeping the last 2:
+  // the view's cursor out of reach, it would have to resync.
+  std::this_thread::sleep_for(1s);
+  auto [b2, log2] = subscribe(R"({"team":"a"})", v.at);
+  CAF_REQUIRE(log2->wait([&] { return !log2->batches.empty(); }));
+  std::lock_guard<std::mutex> guard{log2->mtx};
+  CAF_CHECK(log2->refetches.empty());
+  CAF_CHECK_EQUAL(log2->batches[0].changes.at(0).key, "/a1");
+}
+
+CAF_TEST(a held feed starts after the resume wait when a view never subscribes) {
+  cfg.resume_wait = 500ms;
+  auto t0 = std::chrono::steady_clock::now();
+  start();
+  caf::anon_send(source, resuming_atom::value, uint64_t{2}); // none comes
+  auto v = registered_view(R"({"team":"a"})"); // no cursor: not counted
+  CAF_CHECK_GREATER_OR_EQUAL(std::chrono::steady_clock::now() - t0, 500ms);
+  std::lock_guard<std::mutex> guard{v.log->mtx};
+  CAF_CHECK(v.log->refetches.empty());
+  CAF_CHECK(v.log->errors.empty());
+}
+
 CAF_TEST(idle cursors move in chunks of one statement per tick) {
   cfg.advance_chunk = 2; // 5 views: 3 statements, on 3 ticks
   cfg.idle_interval = 1s; // one check sees all 5

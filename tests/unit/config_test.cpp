@@ -192,6 +192,22 @@ CAF_TEST(the source lag limit takes sizes with units) {
                      "must be positive"));
 }
 
+CAF_TEST(the resume wait takes durations and zero) {
+  auto x = parse({"serve"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 30'000);
+  x = parse({"--source.resume-wait=0s"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 0);
+  x = parse({"--source.resume-wait=2500ms"});
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 2500);
+  CAF_CHECK(contains(failure(parse({"--source.resume-wait=soon"})),
+                     "source.resume-wait"));
+  CAF_CHECK(contains(failure(parse({"--source.resume-wait=-1s"})),
+                     "source.resume-wait"));
+}
+
 CAF_TEST(the idle lag takes sizes and zero) {
   auto x = parse({"serve"});
   CAF_REQUIRE(x);
