@@ -244,9 +244,11 @@ const std::vector<option_info>& option_table() {
        return caf::none;
      }},
     {"source.resume-wait",
-     "at start, longest the feed waits for the views resumed from the "
-     "registry to subscribe, so each is served from its cursor without a "
-     "resync (0: start at once)",
+     "at start, the feed waits until every view resumed from the registry "
+     "with a cursor has subscribed, so each is served from its cursor "
+     "without a resync; this long at most (a view that cannot resume holds "
+     "it that long; changes and new registrations wait meanwhile; 0: start "
+     "at once)",
      [](const options& o) { return to_string(o.source_resume_wait); },
      [](options& o, std::string_view v) -> caf::error {
        auto d = parse_duration(v);

@@ -41,7 +41,7 @@ struct options {
   std::chrono::milliseconds source_idle_interval{30000};
   uint64_t source_max_lag = uint64_t{1} << 30;
   uint64_t source_idle_lag = uint64_t{64} << 20;
-  std::chrono::milliseconds source_resume_wait{30000};
+  std::chrono::milliseconds source_resume_wait{60000};
   std::string config_file; // empty: no file
 };
 

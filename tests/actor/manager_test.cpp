@@ -184,8 +184,8 @@ CAF_TEST(start resumes every persisted bridge from its cursor) {
     reg->rows[{"default", ref}] = row;
   }
   start_manager();
-  // The source hears first how many resume with a cursor: it holds its
-  // feed until they subscribed.
+  // The source hears how many resume with a cursor: it holds its feed
+  // until they subscribed.
   CAF_REQUIRE_EQUAL(src->resuming.size(), 1u);
   CAF_CHECK_EQUAL(src->resuming[0], 2u);
   CAF_REQUIRE_EQUAL(src->subscriptions.size(), 3u);

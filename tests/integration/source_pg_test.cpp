@@ -346,6 +346,7 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
 
 CAF_TEST(a held feed serves a view that resumes late from its cursor) {
   cfg.replay_buffer = 2;
+  cfg.idle_lag = uint64_t{1} << 30; // its cursor stays where it is
   start();
   auto v = registered_view(R"({"team":"a"})");
   EB_OK(registry.update_cursor("default", v.ref, v.at.handle, v.at.offset));
@@ -358,14 +359,25 @@ CAF_TEST(a held feed serves a view that resumes late from its cursor) {
   insert("/a1", R"({"team":"a"})");
   for (int i = 0; i < 5; ++i)
     insert("/b" + std::to_string(i), R"({"team":"b"})");
-  cfg.resume_wait = 10s;
+  cfg.resume_wait = 60s; // far past the waits below: the count starts it
   start();
   caf::anon_send(source, resuming_atom::value, uint64_t{1});
   // An unheld feed would have replayed all 6 by now, keeping the last 2:
-  // the view's cursor out of reach, it would have to resync.
+  // the view's cursor out of reach, it would have to resync. Held, the
+  // slot is not even in use.
   std::this_thread::sleep_for(1s);
-  auto [b2, log2] = subscribe(R"({"team":"a"})", v.at);
+  auto active = db.exec("SELECT active FROM pg_replication_slots WHERE "
+                        "slot_name = '" + cfg.replication.slot + "'");
+  CAF_REQUIRE_EQUAL(active.size(), 1u);
+  CAF_CHECK(!active[0][0].as<bool>());
+  auto row = registry.get_bridge("default", v.ref);
+  CAF_REQUIRE(row);
+  auto t0 = std::chrono::steady_clock::now();
+  auto [b2, log2] = subscribe(R"({"team":"a"})",
+                              source_cursor{row->cursor_handle,
+                                            row->cursor_offset});
   CAF_REQUIRE(log2->wait([&] { return !log2->batches.empty(); }));
+  CAF_CHECK_LESS(std::chrono::steady_clock::now() - t0, 5s);
   std::lock_guard<std::mutex> guard{log2->mtx};
   CAF_CHECK(log2->refetches.empty());
   CAF_CHECK_EQUAL(log2->batches[0].changes.at(0).key, "/a1");
@@ -375,8 +387,10 @@ CAF_TEST(a held feed starts after the resume wait when a view never subscribes) 
   cfg.resume_wait = 500ms;
   auto t0 = std::chrono::steady_clock::now();
   start();
-  caf::anon_send(source, resuming_atom::value, uint64_t{2}); // none comes
-  auto v = registered_view(R"({"team":"a"})"); // no cursor: not counted
+  caf::anon_send(source, resuming_atom::value, uint64_t{1}); // never comes
+  // Without a cursor it is not the one awaited: counted, it would start
+  // the feed at once.
+  auto v = registered_view(R"({"team":"a"})");
   CAF_CHECK_GREATER_OR_EQUAL(std::chrono::steady_clock::now() - t0, 500ms);
   std::lock_guard<std::mutex> guard{v.log->mtx};
   CAF_CHECK(v.log->refetches.empty());

@@ -195,7 +195,7 @@ CAF_TEST(the source lag limit takes sizes with units) {
 CAF_TEST(the resume wait takes durations and zero) {
   auto x = parse({"serve"});
   CAF_REQUIRE(x);
-  CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 30'000);
+  CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 60'000);
   x = parse({"--source.resume-wait=0s"});
   CAF_REQUIRE(x);
   CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 0);
