@@ -419,6 +419,8 @@ caf::expected<std::chrono::milliseconds> parse_duration(std::string_view text) {
     scale = 60'000;
   else if (unit == "h")
     scale = 3'600'000;
+  else if (unit.empty() && n == 0)
+    scale = 1; // zero needs no unit
   else
     return bad();
   // Nothing ebridge waits for is longer than a year; refuse larger values.

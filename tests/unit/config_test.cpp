@@ -199,6 +199,11 @@ CAF_TEST(the resume wait takes durations and zero) {
   x = parse({"--source.resume-wait=0s"});
   CAF_REQUIRE(x);
   CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 0);
+  x = parse({"--source.resume-wait=0"}); // zero needs no unit
+  CAF_REQUIRE(x);
+  CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 0);
+  CAF_CHECK(contains(failure(parse({"--source.resume-wait=5"})),
+                     "source.resume-wait"));
   x = parse({"--source.resume-wait=2500ms"});
   CAF_REQUIRE(x);
   CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 2500);
