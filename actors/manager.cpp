@@ -98,6 +98,11 @@ void sweep(self_ptr self) {
                         if (i->second.bridge)
                           self->send_exit(i->second.bridge,
                                           caf::exit_reason::user_shutdown);
+                        if (i->second.resuming) {
+                          --st.resuming; // gone: the source stops waiting
+                          self->send(st.cfg.source, resuming_atom::value,
+                                     st.resuming);
+                        }
                         st.bridges.erase(i);
                       },
                       [](caf::error& err) {
@@ -146,6 +151,14 @@ manager(manager_actor::stateful_pointer<manager_state> self,
       if (!e.bridge || e.bridge.address() != msg.source)
         continue;
       e.bridge = nullptr;
+      if (e.resuming) {
+        // It may never subscribe (a stream it cannot read): the source
+        // stops waiting for it. (If it did subscribe, the source dropped
+        // that subscribe too.)
+        e.resuming = false;
+        --st.resuming;
+        self->send(st.cfg.source, resuming_atom::value, st.resuming);
+      }
       if (msg.reason == caf::exit_reason::user_shutdown)
         return;
       ++e.deaths;
@@ -177,13 +190,16 @@ manager(manager_actor::stateful_pointer<manager_state> self,
       [self](std::vector<bridge_row>& rows) {
         // The source holds its feed until these subscribed (see
         // source_config::resume_wait): each is then served from its cursor.
-        auto with_cursor = std::count_if(
+        auto& st = self->state;
+        st.resuming = static_cast<uint64_t>(std::count_if(
           rows.begin(), rows.end(),
-          [](const bridge_row& row) { return row.has_cursor(); });
-        self->send(self->state.cfg.source, resuming_atom::value,
-                   static_cast<uint64_t>(with_cursor));
-        for (auto& row : rows)
-          self->state.ensure(self, {row.tenant_id, row.source_ref}, row.tags);
+          [](const bridge_row& row) { return row.has_cursor(); }));
+        self->send(st.cfg.source, resuming_atom::value, st.resuming);
+        for (auto& row : rows) {
+          manager_state::key k{row.tenant_id, row.source_ref};
+          st.ensure(self, k, row.tags);
+          st.bridges[k].resuming = row.has_cursor();
+        }
         log::info("manager", "resumed bridges",
                   {{"count", std::to_string(rows.size())}});
       },

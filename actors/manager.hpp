@@ -39,10 +39,15 @@ struct manager_state {
     bridge_actor bridge;
     /// Deaths since the bridge last reached live.
     int deaths = 0;
+    /// Resumed at start with a cursor, and not dead since: the source may
+    /// hold its feed for it.
+    bool resuming = false;
   };
 
   manager_config cfg;
   std::map<key, entry> bridges;
+  /// How many entries are `resuming` (what the source last heard).
+  uint64_t resuming = 0;
   /// Open reads per bridge: a bridge with readers is never collected.
   std::map<key, int> readers;
   bool sweeping = false;

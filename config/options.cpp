@@ -246,8 +246,8 @@ const std::vector<option_info>& option_table() {
     {"source.resume-wait",
      "at start, the feed waits until every view resumed from the registry "
      "with a cursor has subscribed, so each is served from its cursor "
-     "without a resync; this long at most (a view that cannot resume holds "
-     "it that long; changes and new registrations wait meanwhile; 0: start "
+     "without a resync (one that dies meanwhile is no longer awaited); this "
+     "long at most; changes and new registrations wait meanwhile (0: start "
      "at once)",
      [](const options& o) { return to_string(o.source_resume_wait); },
      [](options& o, std::string_view v) -> caf::error {

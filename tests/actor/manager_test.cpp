@@ -199,6 +199,35 @@ CAF_TEST(start resumes every persisted bridge from its cursor) {
   CAF_CHECK_EQUAL(from_cursor, 2);
 }
 
+CAF_TEST(a resumed bridge that dies is no longer waited for) {
+  for (auto tags : {R"({"a":"1"})", R"({"b":"2"})"}) {
+    auto ref = source_ref(*parse_tags(tags));
+    bridge_row row;
+    row.tenant_id = "default";
+    row.source_ref = ref;
+    row.tags = tags;
+    row.stream_url = stream_path(ref);
+    row.cursor_handle = "h1";
+    row.cursor_offset = "0007";
+    reg->rows[{"default", ref}] = row;
+  }
+  start_manager();
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
+  caf::anon_send_exit(src->subscriptions[0].bridge, caf::exit_reason::kill);
+  sched.run();
+  // It may never subscribe again (a stream it cannot read): one fewer.
+  CAF_CHECK_EQUAL(src->resuming, (std::vector<uint64_t>{2, 1}));
+  // Restarted, it is not counted again, nor is a second death.
+  for (int i = 0; i < 100 && src->subscriptions.size() == 2u; ++i) {
+    sched.advance_time(100ms);
+    sched.run();
+  }
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 3u);
+  caf::anon_send_exit(src->subscriptions.back().bridge, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK_EQUAL(src->resuming, (std::vector<uint64_t>{2, 1}));
+}
+
 CAF_TEST(a bridge that dies is restarted with growing backoff) {
   start_manager();
   auto response = register_tags(tags_x);
