@@ -42,6 +42,18 @@ bridge_config bridge_config_for(const manager_config& cfg,
 
 /// Collects idle bridges: keeps referenced ones (touching them) and those
 /// with readers; stops the others and deletes their rows (not streams).
+/// A bridge resumed with a cursor that died or was collected may never
+/// subscribe (a stream it cannot read): the source stops waiting for it.
+/// (If it did subscribe, the source dropped that subscribe too.)
+void stop_awaiting(self_ptr self, manager_state::entry& e) {
+  auto& st = self->state;
+  if (!e.resuming)
+    return;
+  e.resuming = false;
+  --st.resuming;
+  self->send(st.cfg.source, resuming_atom::value, st.resuming);
+}
+
 void sweep(self_ptr self) {
   auto& st = self->state;
   if (st.sweeping)
@@ -98,11 +110,7 @@ void sweep(self_ptr self) {
                         if (i->second.bridge)
                           self->send_exit(i->second.bridge,
                                           caf::exit_reason::user_shutdown);
-                        if (i->second.resuming) {
-                          --st.resuming; // gone: the source stops waiting
-                          self->send(st.cfg.source, resuming_atom::value,
-                                     st.resuming);
-                        }
+                        stop_awaiting(self, i->second);
                         st.bridges.erase(i);
                       },
                       [](caf::error& err) {
@@ -151,14 +159,7 @@ manager(manager_actor::stateful_pointer<manager_state> self,
       if (!e.bridge || e.bridge.address() != msg.source)
         continue;
       e.bridge = nullptr;
-      if (e.resuming) {
-        // It may never subscribe (a stream it cannot read): the source
-        // stops waiting for it. (If it did subscribe, the source dropped
-        // that subscribe too.)
-        e.resuming = false;
-        --st.resuming;
-        self->send(st.cfg.source, resuming_atom::value, st.resuming);
-      }
+      stop_awaiting(self, e);
       if (msg.reason == caf::exit_reason::user_shutdown)
         return;
       ++e.deaths;

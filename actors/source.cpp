@@ -436,7 +436,8 @@ void start_feed(self_ptr self, const std::string& why) {
 /// Starts a held feed once every bridge resumed with a cursor subscribed.
 void release_if_resumed(self_ptr self) {
   auto& st = self->state;
-  if (!st.holding || !st.resuming)
+  // (Counted only once enough wait: not a pass per subscribe at start.)
+  if (!st.holding || !st.resuming || st.waiting.size() < *st.resuming)
     return;
   auto with_cursor = std::count_if(st.waiting.begin(), st.waiting.end(),
                                    [](const auto& w) { return !w.from.empty(); });

@@ -158,6 +158,14 @@ struct fixture {
             "VALUES ('" + url + "', 'agent', '" + tags + "', 1, 1)");
   }
 
+  /// The LSN of a view's registry cursor on `handle` (0: none there).
+  uint64_t cursor_lsn(const std::string& ref, const std::string& handle) {
+    auto row = registry.get_bridge("default", ref);
+    if (!row || row->cursor_handle != handle)
+      return 0;
+    return *parse_lsn_offset(row->cursor_offset);
+  }
+
   uint64_t wal_lsn() {
     auto r = db.exec("SELECT pg_current_wal_lsn()::text");
     return *parse_lsn(r[0][0].as<std::string>());
@@ -257,11 +265,7 @@ CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
     insert("/b" + std::to_string(i), R"({"team":"b"})");
   auto after = wal_lsn();
   // Its registry cursor moves past them, and Postgres may release the WAL.
-  CAF_CHECK(eventually([&] {
-    auto row = registry.get_bridge("default", ref);
-    return row && row->cursor_handle == at.handle
-           && *parse_lsn_offset(row->cursor_offset) >= after;
-  }));
+  CAF_CHECK(eventually([&] { return cursor_lsn(ref, at.handle) >= after; }));
   CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
   std::lock_guard<std::mutex> guard{log->mtx};
   CAF_CHECK_EQUAL(log->batches.size(), 1u); // the snapshot only
@@ -298,11 +302,7 @@ CAF_TEST(an idle view moves only once it holds back the idle lag of WAL) {
   // (At least to the lag: WAL written after the insert may be past where
   // the check moved it.)
   auto due = from + cfg.idle_lag;
-  CAF_CHECK(eventually([&] {
-    auto row = registry.get_bridge("default", ref);
-    return row && row->cursor_handle == at.handle
-           && *parse_lsn_offset(row->cursor_offset) >= due;
-  }));
+  CAF_CHECK(eventually([&] { return cursor_lsn(ref, at.handle) >= due; }));
   CAF_CHECK(eventually([&] { return slot_confirmed() >= due; }));
   std::lock_guard<std::mutex> guard{log->mtx};
   CAF_CHECK_EQUAL(log->batches.size(), 1u); // the snapshot only
@@ -325,11 +325,7 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
   CAF_CHECK_EQUAL(row->cursor_offset, at.offset);
   auto before = wal_lsn();
   insert("/b2", R"({"team":"b"})"); // the third: it moves past it
-  CAF_CHECK(eventually([&] {
-    auto row = registry.get_bridge("default", ref);
-    return row && row->cursor_handle == at.handle
-           && *parse_lsn_offset(row->cursor_offset) > before;
-  }));
+  CAF_CHECK(eventually([&] { return cursor_lsn(ref, at.handle) > before; }));
   // A bridge that subscribes again with the moved cursor is served from
   // the recent transactions, not made to resync.
   auto moved = registry.get_bridge("default", ref);
@@ -416,9 +412,7 @@ CAF_TEST(idle cursors move in chunks of one statement per tick) {
   // release the WAL.
   CAF_CHECK(eventually([&] {
     return std::all_of(views.begin(), views.end(), [&](const view& v) {
-      auto row = registry.get_bridge("default", v.ref);
-      return row && row->cursor_handle == v.at.handle
-             && *parse_lsn_offset(row->cursor_offset) >= after;
+      return cursor_lsn(v.ref, v.at.handle) >= after;
     });
   }));
   CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
