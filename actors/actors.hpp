@@ -37,8 +37,9 @@ using registry_actor = caf::typed_actor<
   // Deletes the row if still idle since before the epoch ms; false if not.
   caf::replies_to<caf::delete_atom, std::string, std::string,
                   int64_t>::with<bool>,
-  // Every bridge of every tenant (a node's start-up).
-  caf::replies_to<list_atom>::with<std::vector<bridge_row>>,
+  // Every bridge of every tenant, each with a new producer epoch (a node's
+  // start-up).
+  caf::replies_to<resume_atom>::with<std::vector<bridge_row>>,
   // Persists the cursor (tenant, ref, handle, offset).
   caf::replies_to<cursor_atom, std::string, std::string, std::string,
                   std::string>::with<bool>,

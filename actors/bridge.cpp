@@ -297,6 +297,32 @@ void schedule_resync(self_ptr self, std::chrono::milliseconds delay) {
     self->delayed_send(self, delay, retry_atom::value, token);
 }
 
+/// Starts from the stream's contents (folded), the registry cursor and a
+/// new epoch: resumes at the cursor, or resyncs without one.
+void begin(self_ptr self, const std::string& last, source_cursor cursor,
+           int64_t epoch) {
+  auto& st = self->state;
+  st.cursor = std::move(cursor);
+  st.epoch = epoch;
+  st.next_seq = 0;
+  if (st.cursor.empty()) {
+    resync(self);
+    return;
+  }
+  // Resume: what the stream holds past the cursor was appended before a
+  // crash that beat the cursor write.
+  st.skip_until = std::max(st.cursor.offset, last);
+  st.phase = bridge_phase::live;
+  st.bootstrapped = true;
+  log::info("bridge", "resumed",
+            {{"ref", st.cfg.source_ref},
+             {"members", std::to_string(st.members.size())},
+             {"offset", st.cursor.offset}});
+  // From there: the source acknowledged to Postgres what the stream holds,
+  // maybe past the cursor.
+  subscribe(self, source_cursor{st.cursor.handle, st.skip_until});
+}
+
 void start(self_ptr self) {
   auto& cfg = self->state.cfg;
   self->request(cfg.sink, cfg.request_timeout, ensure_atom::value,
@@ -317,43 +343,27 @@ void start(self_ptr self) {
           st.members.fold(*ev);
         }
         auto last = offset_of_stream_seq(stream.stream_seq);
+        if (auto resume = std::exchange(st.cfg.resume, std::nullopt)) {
+          begin(self, last, std::move(resume->cursor), resume->epoch);
+          return;
+        }
         auto& cfg = st.cfg;
         self
           ->request(cfg.registry, cfg.request_timeout, caf::get_atom::value,
                     cfg.tenant, cfg.source_ref)
           .then(
             [self, last](bridge_row& row) {
-              auto& st = self->state;
-              auto& cfg = st.cfg;
-              st.cursor = row.has_cursor()
-                            ? source_cursor{row.cursor_handle,
-                                            row.cursor_offset}
-                            : source_cursor{};
+              auto& cfg = self->state.cfg;
+              auto cursor = row.has_cursor()
+                              ? source_cursor{row.cursor_handle,
+                                              row.cursor_offset}
+                              : source_cursor{};
               self
                 ->request(cfg.registry, cfg.request_timeout, epoch_atom::value,
                           cfg.tenant, cfg.source_ref)
                 .then(
-                  [self, last](int64_t epoch) {
-                    auto& st = self->state;
-                    st.epoch = epoch;
-                    st.next_seq = 0;
-                    if (st.cursor.empty()) {
-                      resync(self);
-                      return;
-                    }
-                    // Resume: what the stream holds past the cursor was
-                    // appended before a crash that beat the cursor write.
-                    st.skip_until = std::max(st.cursor.offset, last);
-                    st.phase = bridge_phase::live;
-                    st.bootstrapped = true;
-                    log::info("bridge", "resumed",
-                              {{"ref", st.cfg.source_ref},
-                               {"members", std::to_string(st.members.size())},
-                               {"offset", st.cursor.offset}});
-                    // From there: the source acknowledged to Postgres
-                    // what the stream holds, maybe past the cursor.
-                    subscribe(self, source_cursor{st.cursor.handle,
-                                                  st.skip_until});
+                  [self, last, cursor](int64_t epoch) mutable {
+                    begin(self, last, std::move(cursor), epoch);
                   },
                   failer(self));
             },

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -13,6 +14,14 @@
 #include "core/member.hpp"
 
 namespace ebridge {
+
+/// What the manager read and took for a bridge it resumes at start-up.
+struct bridge_resume {
+  /// Its registry cursor; empty if it has none.
+  source_cursor cursor;
+  /// A producer epoch taken for it, used by no one else.
+  int64_t epoch = 0;
+};
 
 /// What a bridge needs to know to run.
 struct bridge_config {
@@ -34,6 +43,10 @@ struct bridge_config {
   /// the stream anyway): one cursor write per interval, not per batch.
   /// Zero: written after every batch.
   std::chrono::milliseconds cursor_interval{0};
+  /// Set for a bridge's first start after the node's start-up: it starts
+  /// from these instead of asking the registry (two round trips, one a
+  /// committed write, per bridge). A restart asks: an epoch is used once.
+  std::optional<bridge_resume> resume;
 };
 
 enum class bridge_phase { loading, bootstrapping, live, resyncing, stopped };

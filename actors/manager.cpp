@@ -136,12 +136,15 @@ void sweep(self_ptr self) {
 } // namespace
 
 bridge_actor& manager_state::ensure(caf::local_actor* self, const key& k,
-                                    const std::string& tags) {
+                                    const std::string& tags,
+                                    std::optional<bridge_resume> resume) {
   auto& e = bridges[k];
   if (e.tags.empty())
     e.tags = tags;
   if (!e.bridge) {
-    e.bridge = self->spawn(bridge, bridge_config_for(cfg, k, e.tags));
+    auto b = bridge_config_for(cfg, k, e.tags);
+    b.resume = std::move(resume);
+    e.bridge = self->spawn(bridge, std::move(b));
     self->monitor(e.bridge);
   }
   return e.bridge;
@@ -184,9 +187,10 @@ manager(manager_actor::stateful_pointer<manager_state> self,
         self->send_exit(e.bridge, caf::exit_reason::user_shutdown);
     self->quit(msg.reason);
   });
-  // Resume every persisted bridge.
+  // Resume every persisted bridge: one registry request takes a new epoch
+  // for each, so they start without registry requests of their own.
   auto& st = self->state;
-  self->request(st.cfg.registry, st.cfg.request_timeout, list_atom::value)
+  self->request(st.cfg.registry, st.cfg.request_timeout, resume_atom::value)
     .then(
       [self](std::vector<bridge_row>& rows) {
         // The source holds its feed until these subscribed (see
@@ -198,7 +202,11 @@ manager(manager_actor::stateful_pointer<manager_state> self,
         self->send(st.cfg.source, resuming_atom::value, st.resuming);
         for (auto& row : rows) {
           manager_state::key k{row.tenant_id, row.source_ref};
-          st.ensure(self, k, row.tags);
+          source_cursor cursor;
+          if (row.has_cursor())
+            cursor = source_cursor{row.cursor_handle, row.cursor_offset};
+          st.ensure(self, k, row.tags,
+                    bridge_resume{std::move(cursor), row.producer_epoch});
           st.bridges[k].resuming = row.has_cursor();
         }
         log::info("manager", "resumed bridges",

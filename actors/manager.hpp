@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,9 +53,11 @@ struct manager_state {
   std::map<key, int> readers;
   bool sweeping = false;
 
-  /// The bridge for `k`, spawned (and monitored) if it does not run.
+  /// The bridge for `k`, spawned (and monitored) if it does not run;
+  /// `resume` goes to a bridge spawned now.
   bridge_actor& ensure(caf::local_actor* self, const key& k,
-                       const std::string& tags);
+                       const std::string& tags,
+                       std::optional<bridge_resume> resume = std::nullopt);
 
   static inline const char* name = "manager";
 };

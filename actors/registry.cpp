@@ -51,7 +51,9 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
     [self](list_atom atm, std::string& tenant) {
       return self->delegate(self->state.pick(), atm, std::move(tenant));
     },
-    [self](list_atom atm) { return self->delegate(self->state.pick(), atm); },
+    [self](resume_atom atm) {
+      return self->delegate(self->state.pick(), atm);
+    },
     [self](caf::delete_atom atm, std::string& tenant, std::string& ref,
            int64_t before_ms) {
       auto worker = self->state.pick(tenant, ref);
@@ -105,7 +107,7 @@ registry_worker(registry_actor::pointer, std::shared_ptr<registry_backend> db) {
     [db](list_atom, const std::string& tenant) {
       return db->list_bridges(tenant);
     },
-    [db](list_atom) { return db->list_all_bridges(); },
+    [db](resume_atom) { return db->resume_all_bridges(); },
     [db](caf::delete_atom, const std::string& tenant, const std::string& ref,
          int64_t before_ms) {
       return db->delete_stale_bridge(tenant, ref, before_ms);

@@ -39,6 +39,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(ebridge, caf::first_custom_type_id)
   CAF_ADD_ATOM(ebridge, ebridge, sweep_atom, "sweep")
   CAF_ADD_ATOM(ebridge, ebridge, stop_atom, "stop")
   CAF_ADD_ATOM(ebridge, ebridge, resuming_atom, "resuming")
+  CAF_ADD_ATOM(ebridge, ebridge, resume_atom, "resume")
 
 CAF_END_TYPE_ID_BLOCK(ebridge)
 

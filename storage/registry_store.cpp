@@ -253,12 +253,19 @@ registry_store::delete_stale_bridge(const std::string& tenant,
                         tenant, ref, before_ms);
 }
 
-caf::expected<std::vector<bridge_row>> registry_store::list_all_bridges() {
+caf::expected<std::vector<bridge_row>> registry_store::resume_all_bridges() {
   return impl_->db.run([&](pqxx::connection& conn) {
-    pqxx::read_transaction tx{conn};
-    return to_bridge_rows(tx.exec(std::string{"SELECT "} + bridge_columns
-                                  + " FROM entity_bridges "
-                                    "ORDER BY tenant_id, source_ref"));
+    pqxx::work tx{conn};
+    // The same epoch rule as next_producer_epoch, for every row at once.
+    auto rows = to_bridge_rows(
+      tx.exec(std::string{"WITH resumed AS (UPDATE entity_bridges SET "
+                          "producer_epoch = greatest(producer_epoch + 1, "
+                          "nextval('ebridge_producer_epoch')), "
+                          "updated_at = now() RETURNING *) SELECT "}
+              + bridge_columns
+              + " FROM resumed ORDER BY tenant_id, source_ref"));
+    tx.commit();
+    return rows;
   });
 }
 

@@ -91,8 +91,10 @@ public:
                                                   int64_t before_ms)
     = 0;
 
-  /// Every bridge of every tenant (for a node's start-up).
-  virtual caf::expected<std::vector<bridge_row>> list_all_bridges() = 0;
+  /// Every bridge of every tenant, each with a new producer epoch, in one
+  /// transaction (for a node's start-up: a resumed bridge then starts
+  /// without a registry round trip of its own).
+  virtual caf::expected<std::vector<bridge_row>> resume_all_bridges() = 0;
 
   virtual caf::expected<bool> update_cursor(const std::string& tenant,
                                             const std::string& ref,
@@ -156,7 +158,7 @@ public:
   caf::expected<bool> delete_stale_bridge(const std::string& tenant,
                                           const std::string& ref,
                                           int64_t before_ms) override;
-  caf::expected<std::vector<bridge_row>> list_all_bridges() override;
+  caf::expected<std::vector<bridge_row>> resume_all_bridges() override;
   caf::expected<bool> update_cursor(const std::string& tenant,
                                     const std::string& ref,
                                     const std::string& handle,

@@ -217,12 +217,14 @@ fake_registry(std::shared_ptr<registry_record> rec) {
       rec->rows.erase(i);
       return true;
     },
-    [rec](list_atom) -> caf::result<std::vector<bridge_row>> {
-      if (auto err = rec->next("list_all"))
+    [rec](resume_atom) -> caf::result<std::vector<bridge_row>> {
+      if (auto err = rec->next("resume"))
         return err;
       std::vector<bridge_row> result;
-      for (auto& [k, row] : rec->rows)
+      for (auto& [k, row] : rec->rows) {
+        row.producer_epoch = ++rec->epoch_counter;
         result.push_back(row);
+      }
       return result;
     },
     [rec, key](cursor_atom, std::string& t, std::string& r, std::string& h,

@@ -202,6 +202,23 @@ CAF_TEST(start resumes every persisted bridge from its cursor) {
       from_cursor += s.from.offset == "0007" ? 1 : 0;
   }
   CAF_CHECK_EQUAL(from_cursor, 2);
+  // One registry request took an epoch for every bridge: the resumed ones
+  // asked nothing more; the one without a cursor took a second for its
+  // bootstrap.
+  CAF_CHECK_EQUAL(reg->calls["resume"], 1);
+  CAF_CHECK_EQUAL(reg->calls["get"], 0);
+  CAF_CHECK_EQUAL(reg->calls["epoch"], 1);
+  // A resumed bridge appends with the epoch taken for it.
+  auto ref_a = source_ref(*parse_tags(R"({"a":"1"})"));
+  for (auto& s : src->subscriptions)
+    if (s.tags == R"({"a":"1"})")
+      caf::anon_send(s.bridge, change_batch{s.id, source_cursor{"h1", "0008"},
+                                            {upsert("e", "idle")}});
+  sched.run();
+  auto& producers = snk->streams[stream_path(ref_a)].producers;
+  CAF_REQUIRE_EQUAL(producers.size(), 1u);
+  CAF_CHECK_EQUAL(producers.begin()->second.first,
+                  static_cast<uint64_t>(row_of(ref_a).producer_epoch));
 }
 
 CAF_TEST(a resumed bridge that dies is no longer waited for) {
@@ -219,6 +236,11 @@ CAF_TEST(a resumed bridge that dies is no longer waited for) {
     sched.run();
   }
   CAF_REQUIRE_EQUAL(src->subscriptions.size(), 3u);
+  // The restart asked the registry for its cursor and a new epoch: the
+  // one taken at start-up is never used twice.
+  CAF_CHECK_EQUAL(reg->calls["get"], 1);
+  CAF_CHECK_EQUAL(reg->calls["epoch"], 1);
+  CAF_CHECK_EQUAL(src->subscriptions.back().from.offset, "0007");
   caf::anon_send_exit(src->subscriptions.back().bridge, caf::exit_reason::kill);
   sched.run();
   CAF_CHECK_EQUAL(src->resuming, (std::vector<uint64_t>{2, 1}));

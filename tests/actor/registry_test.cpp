@@ -70,8 +70,8 @@ public:
       return err;
     return true;
   }
-  caf::expected<std::vector<bridge_row>> list_all_bridges() override {
-    if (auto err = next("list_all"))
+  caf::expected<std::vector<bridge_row>> resume_all_bridges() override {
+    if (auto err = next("resume"))
       return err;
     return std::vector<bridge_row>{};
   }
@@ -283,7 +283,7 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
       [](stale_atom, std::string, int64_t) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
       [](caf::delete_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
       [](caf::delete_atom, std::string, std::string, int64_t) -> caf::result<bool> { return caf::delegated<bool>{}; },
-      [](list_atom) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
+      [](resume_atom) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
       [](cursor_atom, std::string, std::string, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
       [](clear_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
       [](refs_atom, std::string) -> caf::result<std::vector<std::string>> { return caf::delegated<std::vector<std::string>>{}; },

@@ -195,13 +195,31 @@ CAF_TEST(a stale delete spares a bridge touched since it was listed) {
                   ref_a);
 }
 
-CAF_TEST(list all returns the bridges of every tenant) {
+CAF_TEST(resume all returns every bridge of every tenant with a new epoch) {
   upsert("t1", ref_a, tags_a);
   upsert("t2", ref_b);
-  auto rows = EB_OK(store.list_all_bridges());
+  CAF_CHECK(EB_OK(store.update_cursor("t1", ref_a, "sys-1/slot/1",
+                                      "0000000000000042_3")));
+  auto before = EB_OK(store.next_producer_epoch("t1", ref_a));
+  auto rows = EB_OK(store.resume_all_bridges());
   CAF_REQUIRE_EQUAL(rows.size(), 2u);
   CAF_CHECK_EQUAL(rows[0].tenant_id, "t1");
+  CAF_CHECK_EQUAL(rows[0].cursor_handle, "sys-1/slot/1");
+  CAF_CHECK_EQUAL(rows[0].cursor_offset, "0000000000000042_3");
   CAF_CHECK_EQUAL(rows[1].tenant_id, "t2");
+  CAF_CHECK(!rows[1].has_cursor());
+  // Each epoch is new, stored, and never handed out again.
+  CAF_CHECK_GREATER(rows[0].producer_epoch, before);
+  CAF_CHECK_GREATER(rows[1].producer_epoch, 0);
+  CAF_CHECK_NOT_EQUAL(rows[0].producer_epoch, rows[1].producer_epoch);
+  CAF_CHECK_EQUAL(one("SELECT producer_epoch FROM entity_bridges WHERE "
+                      "tenant_id = 't1'"),
+                  std::to_string(rows[0].producer_epoch));
+  CAF_CHECK_GREATER(EB_OK(store.next_producer_epoch("t1", ref_a)),
+                    rows[0].producer_epoch);
+  auto again = EB_OK(store.resume_all_bridges());
+  CAF_REQUIRE_EQUAL(again.size(), 2u);
+  CAF_CHECK_GREATER(again[1].producer_epoch, rows[1].producer_epoch);
 }
 
 CAF_TEST(cursor updates and clears) {
