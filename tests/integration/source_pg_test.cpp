@@ -340,6 +340,31 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
   CAF_CHECK_EQUAL(log2->batches[0].changes.at(0).key, "/a1");
 }
 
+CAF_TEST(an idle view the server was let past moves at the next check) {
+  cfg.idle_lag = uint64_t{1} << 30; // never by the lag, nor by the reach
+  // The walsender asks for a reply once it heard nothing for half its
+  // timeout, as it does at a shutdown. With status updates rarer than that,
+  // its keepalives are urgent: idle views stop holding the slot back before
+  // their cursors move.
+  cfg.replication.postgres_url = db.url()
+                                 + " options='-c wal_sender_timeout=1000'";
+  cfg.replication.status_interval = 60s;
+  start();
+  auto v = registered_view(R"({"team":"a"})");
+  auto& [b, log, ref, at] = v;
+  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
+  ack(b, at);
+  insert("/b0", R"({"team":"b"})");
+  auto after = wal_lsn();
+  CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
+  // Postgres may have let go of the WAL after its cursor: a restart from the
+  // slot would find it behind, so the next check moves it.
+  CAF_CHECK(eventually([&] { return cursor_lsn(ref, at.handle) >= after; }));
+  std::lock_guard<std::mutex> guard{log->mtx};
+  CAF_CHECK_EQUAL(log->batches.size(), 1u); // the snapshot only
+  CAF_CHECK(log->refetches.empty());
+}
+
 CAF_TEST(a held feed serves a view that resumes late from its cursor) {
   cfg.replay_buffer = 2;
   cfg.idle_lag = uint64_t{1} << 30; // its cursor stays where it is
