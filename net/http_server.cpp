@@ -18,6 +18,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/tags.hpp"
+#include "core/thread.hpp"
 
 namespace ebridge {
 
@@ -72,7 +73,12 @@ io_runtime::~io_runtime() {
 
 void io_runtime::start() {
   for (size_t i = 0; i < impl_->threads_wanted; ++i)
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this] {
+      // Between the writer (-10) and everything else: a stream's fan-out
+      // to its readers is not cut into by other work on the machine.
+      raise_thread_priority(-5, "http");
+      impl_->ioc.run();
+    });
 }
 
 void io_runtime::on_shutdown_signal(std::function<void(int)> fn) {

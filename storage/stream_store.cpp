@@ -19,12 +19,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/thread.hpp"
 
 namespace ebridge {
 
@@ -361,10 +361,7 @@ struct stream_store::impl {
   void run_writer(writer_lane& lane) {
     // Every durable append waits for this thread: when it wakes it should
     // run before the threads busy with fan-out, not after their slice.
-    // (Needs CAP_SYS_NICE; without it the thread keeps the default.)
-    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), -10) != 0)
-      log::debug("store", "writer thread keeps its priority",
-                 {{"error", std::strerror(errno)}});
+    raise_thread_priority(-10, "store");
     std::vector<pending_op> batch;
     for (;;) {
       {
