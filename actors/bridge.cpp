@@ -343,8 +343,8 @@ void start(self_ptr self) {
           st.members.fold(*ev);
         }
         auto last = offset_of_stream_seq(stream.stream_seq);
-        if (auto resume = std::exchange(st.cfg.resume, std::nullopt)) {
-          begin(self, last, std::move(resume->cursor), resume->epoch);
+        if (auto resume = std::exchange(st.cfg.resume, nullptr)) {
+          begin(self, last, resume->cursor, resume->epoch);
           return;
         }
         auto& cfg = st.cfg;

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,7 +45,8 @@ struct bridge_config {
   /// Set for a bridge's first start after the node's start-up: it starts
   /// from these instead of asking the registry (two round trips, one a
   /// committed write, per bridge). A restart asks: an epoch is used once.
-  std::optional<bridge_resume> resume;
+  /// (A pointer: every bridge keeps its config, few need this.)
+  std::shared_ptr<const bridge_resume> resume;
 };
 
 enum class bridge_phase { loading, bootstrapping, live, resyncing, stopped };

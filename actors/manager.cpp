@@ -137,7 +137,7 @@ void sweep(self_ptr self) {
 
 bridge_actor& manager_state::ensure(caf::local_actor* self, const key& k,
                                     const std::string& tags,
-                                    std::optional<bridge_resume> resume) {
+                                    std::shared_ptr<const bridge_resume> resume) {
   auto& e = bridges[k];
   if (e.tags.empty())
     e.tags = tags;
@@ -188,9 +188,11 @@ manager(manager_actor::stateful_pointer<manager_state> self,
     self->quit(msg.reason);
   });
   // Resume every persisted bridge: one registry request takes a new epoch
-  // for each, so they start without registry requests of their own.
+  // for each, so they start without registry requests of their own. One
+  // statement over every row: it may take longer than one bridge's request.
   auto& st = self->state;
-  self->request(st.cfg.registry, st.cfg.request_timeout, resume_atom::value)
+  self->request(st.cfg.registry, st.cfg.request_timeout * 10,
+                resume_atom::value)
     .then(
       [self](std::vector<bridge_row>& rows) {
         // The source holds its feed until these subscribed (see
@@ -202,11 +204,18 @@ manager(manager_actor::stateful_pointer<manager_state> self,
         self->send(st.cfg.source, resuming_atom::value, st.resuming);
         for (auto& row : rows) {
           manager_state::key k{row.tenant_id, row.source_ref};
-          source_cursor cursor;
-          if (row.has_cursor())
-            cursor = source_cursor{row.cursor_handle, row.cursor_offset};
-          st.ensure(self, k, row.tags,
-                    bridge_resume{std::move(cursor), row.producer_epoch});
+          // A register that came first started its bridge, which took a
+          // later epoch and may have moved the cursor since: that one (or
+          // its restart) asks the registry itself.
+          std::shared_ptr<const bridge_resume> resume;
+          if (st.bridges.count(k) == 0) {
+            source_cursor cursor;
+            if (row.has_cursor())
+              cursor = source_cursor{row.cursor_handle, row.cursor_offset};
+            resume = std::make_shared<const bridge_resume>(
+              bridge_resume{std::move(cursor), row.producer_epoch});
+          }
+          st.ensure(self, k, row.tags, std::move(resume));
           st.bridges[k].resuming = row.has_cursor();
         }
         log::info("manager", "resumed bridges",

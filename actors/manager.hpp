@@ -2,7 +2,7 @@
 
 #include <chrono>
 #include <map>
-#include <optional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,7 +57,7 @@ struct manager_state {
   /// `resume` goes to a bridge spawned now.
   bridge_actor& ensure(caf::local_actor* self, const key& k,
                        const std::string& tags,
-                       std::optional<bridge_resume> resume = std::nullopt);
+                       std::shared_ptr<const bridge_resume> resume = nullptr);
 
   static inline const char* name = "manager";
 };

@@ -13,10 +13,12 @@ namespace ebridge {
 
 void raise_thread_priority(int nice, std::string_view component) {
   // On Linux a thread id names one thread here, not the whole process.
-  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0)
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+    auto error = errno;
     log::debug(component, "thread keeps its priority",
                {{"nice", std::to_string(nice)},
-                {"error", std::strerror(errno)}});
+                {"error", std::strerror(error)}});
+  }
 }
 
 } // namespace ebridge

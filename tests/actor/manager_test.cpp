@@ -208,7 +208,8 @@ CAF_TEST(start resumes every persisted bridge from its cursor) {
   CAF_CHECK_EQUAL(reg->calls["resume"], 1);
   CAF_CHECK_EQUAL(reg->calls["get"], 0);
   CAF_CHECK_EQUAL(reg->calls["epoch"], 1);
-  // A resumed bridge appends with the epoch taken for it.
+  // A resumed bridge appends with an epoch the resume took (1 to 3: the
+  // fake counts from 1), not a later one of its own.
   auto ref_a = source_ref(*parse_tags(R"({"a":"1"})"));
   for (auto& s : src->subscriptions)
     if (s.tags == R"({"a":"1"})")
@@ -217,6 +218,7 @@ CAF_TEST(start resumes every persisted bridge from its cursor) {
   sched.run();
   auto& producers = snk->streams[stream_path(ref_a)].producers;
   CAF_REQUIRE_EQUAL(producers.size(), 1u);
+  CAF_CHECK_LESS_OR_EQUAL(producers.begin()->second.first, 3u);
   CAF_CHECK_EQUAL(producers.begin()->second.first,
                   static_cast<uint64_t>(row_of(ref_a).producer_epoch));
 }
