@@ -9,7 +9,8 @@
 //   setup     inserts entities /bench/e0../bench/e<max views - 1>, tags
 //             {"v":"v<i>"} (so view i has exactly one member), and starts the
 //             floor: pg_recvlogical on its own slot (test_decoding), reading
-//             the same commits as ebridge.
+//             the same commits as ebridge, at nice -5 like ebridge's HTTP
+//             threads (when root), so priority alone favours neither.
 //   baseline  the writer at --rate with no view registered: the floor while
 //             ebridge only consumes its feed (--no-baseline skips it).
 //   for N in --views (default 1000,10000): registers views {"v":"v<i>"} up to
@@ -63,6 +64,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { percentile, procCpu, procMemKb } from "../common.mjs";
 
 const PG_RECVLOGICAL = "/usr/lib/postgresql/15/bin/pg_recvlogical";
+const FLOOR_NICE = -5;
 const STATUSES = ["running", "idle"];
 
 // ---------------------------------------------------------------- clock
@@ -318,6 +320,14 @@ function startFloor(pgUrl, slot) {
   const args = ["-d", pgUrl, "--slot", slot, "--create-slot", "--if-not-exists", "-P", "test_decoding",
     "-o", "skip-empty-xacts=1", "-o", "include-xids=0", "--start", "-f", "-", "-F", "0", "-s", "1"];
   const p = spawn(PG_RECVLOGICAL, args, { stdio: ["ignore", "pipe", "pipe"] });
+  // ebridge's HTTP threads, which deliver its SSE events, ask for nice -5:
+  // the floor gets the same, so neither side wins the cores by priority.
+  try {
+    os.setPriority(p.pid, FLOOR_NICE);
+    p.nice = FLOOR_NICE;
+  } catch {
+    p.nice = 0; // not root: ebridge cannot raise its threads either
+  }
   let tail = "";
   let txRows = 0;
   let stderr = "";
@@ -825,6 +835,7 @@ async function drive(argv) {
     const k = writerReplies.findIndex((r) => r.type === m.type);
     if (k >= 0) writerReplies.splice(k, 1)[0].resolve(m);
   });
+  host.floorNice = floorProc.nice;
   const ctx = { opt, pid, pgUrl, floorSlot: a["floor-slot"], floorProc, subs: [], writeEntities: Array.from({ length: opt.subscribers }, (_, i) => i), paused: false };
   const cleanup = () => {
     shuttingDown = true;
@@ -1026,7 +1037,8 @@ function report(r) {
   console.log(
     `\ncommand: ${r.commandLine}` +
       `\nmachine: ${h.cpus} x ${h.cpuModel}, ${h.memGb.toFixed(1)} GB RAM, Linux ${h.kernel}, load average at start ${h.loadavg.map((x) => x.toFixed(2)).join(" ")}` +
-      `\nPostgreSQL ${h.postgres} (${h.settings}); Node ${h.node}; ${r.ebridgeVersion}`,
+      `\nPostgreSQL ${h.postgres} (${h.settings}); Node ${h.node}; ${r.ebridgeVersion}` +
+      `\npg_recvlogical (the floor) at nice ${h.floorNice ?? 0}, as ebridge's HTTP threads`,
   );
 }
 
