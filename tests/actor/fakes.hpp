@@ -13,6 +13,7 @@
 
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
+#include <caf/event_based_actor.hpp>
 
 #include "actors/actors.hpp"
 #include "core/error.hpp"
@@ -132,6 +133,9 @@ struct registry_record {
   std::map<std::string, int> fail; // operation → failures left
   std::map<std::string, int> calls;
   std::vector<std::string> referenced;
+  /// When set, a resume takes its epochs at once and leaves its answer to
+  /// this actor (see `resume_gate`).
+  registry_actor hold_resume;
 
   caf::error next(const std::string& op) {
     ++calls[op];
@@ -144,8 +148,23 @@ struct registry_record {
   }
 };
 
+/// An actor that holds a resume request until it gets `ok_atom`, then
+/// answers it with `rows` (a test's way to delay one answer).
+inline caf::behavior resume_gate(caf::event_based_actor* self,
+                                 std::shared_ptr<std::vector<bridge_row>> rows) {
+  auto held = std::make_shared<caf::response_promise>();
+  return {
+    [self, held](resume_atom) {
+      *held = self->make_response_promise();
+      return *held;
+    },
+    [held, rows](caf::ok_atom) { held->deliver(*rows); },
+  };
+}
+
 inline registry_actor::behavior_type
-fake_registry(std::shared_ptr<registry_record> rec) {
+fake_registry(registry_actor::pointer self,
+              std::shared_ptr<registry_record> rec) {
   auto key = [](const std::string& t, const std::string& r) {
     return std::make_pair(t, r);
   };
@@ -217,7 +236,7 @@ fake_registry(std::shared_ptr<registry_record> rec) {
       rec->rows.erase(i);
       return true;
     },
-    [rec](resume_atom) -> caf::result<std::vector<bridge_row>> {
+    [self, rec](resume_atom) -> caf::result<std::vector<bridge_row>> {
       if (auto err = rec->next("resume"))
         return err;
       std::vector<bridge_row> result;
@@ -225,6 +244,8 @@ fake_registry(std::shared_ptr<registry_record> rec) {
         row.producer_epoch = ++rec->epoch_counter;
         result.push_back(row);
       }
+      if (rec->hold_resume)
+        return self->delegate(rec->hold_resume, resume_atom::value);
       return result;
     },
     [rec, key](cursor_atom, std::string& t, std::string& r, std::string& h,

@@ -248,6 +248,44 @@ CAF_TEST(a resumed bridge that dies is no longer waited for) {
   CAF_CHECK_EQUAL(src->resuming, (std::vector<uint64_t>{2, 1}));
 }
 
+CAF_TEST(a bridge started by a register before the resume answers keeps asking) {
+  persist_row(tags_x); // cursor h1/0007
+  // The resume takes epoch 1, then its answer waits at the gate.
+  auto rows = std::make_shared<std::vector<bridge_row>>();
+  auto gate = sys.spawn(resume_gate, rows);
+  reg->hold_resume = caf::actor_cast<registry_actor>(gate);
+  *rows = {row_of(ref_x)};
+  rows->back().producer_epoch = 1;
+  start_manager();
+  register_tags(tags_x);
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 1u);
+  CAF_CHECK_EQUAL(reg->calls["epoch"], 1); // its own: 2
+  auto first = src->subscriptions.back();
+  caf::anon_send(first.bridge, change_batch{first.id,
+                                            source_cursor{"h1", "0008"},
+                                            {upsert("e", "idle")}});
+  sched.run();
+  // It dies, and its restart waits for its backoff when the resume answers.
+  caf::anon_send_exit(first.bridge, caf::exit_reason::kill);
+  sched.run();
+  caf::anon_send(gate, caf::ok_atom::value);
+  sched.run();
+  // The bridge started now took a new epoch: the resume's is older than
+  // the stream's, which the store refuses (a death and a resync for nothing).
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
+  CAF_CHECK_EQUAL(reg->calls["epoch"], 2);
+  auto second = src->subscriptions.back();
+  caf::anon_send(second.bridge, change_batch{second.id,
+                                             source_cursor{"h1", "0009"},
+                                             {upsert("f", "idle")}});
+  sched.run();
+  auto& stream = snk->streams[stream_path(ref_x)];
+  CAF_CHECK_EQUAL(stream.messages.size(), 2u);
+  CAF_REQUIRE_EQUAL(stream.producers.size(), 1u);
+  CAF_CHECK_EQUAL(stream.producers.begin()->second.first, 3u);
+  caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
+}
+
 CAF_TEST(a bridge that dies is restarted with growing backoff) {
   start_manager();
   auto response = register_tags(tags_x);
