@@ -140,14 +140,19 @@ else
   expect "create a JSON stream" 0 '^201$' curl -s -o /dev/null -w '%{http_code}' \
     -X PUT -H 'Content-Type: application/json' "$fan"
   for i in 1 2 3 4 5; do
-    curl -sN -m 4 "$fan?offset=now&live=sse" >"$work/sse$i" 2>/dev/null &
+    curl -sN -m 10 "$fan?offset=now&live=sse" >"$work/sse$i" 2>/dev/null &
   done
-  sleep 1
+  # Each follower's first control event says it is at the tail: only then
+  # do the events come (offset=now), however slow the machine.
+  for _ in $(seq 1 80); do
+    [ "$(grep -l '^event: control' "$work"/sse? 2>/dev/null | wc -l)" -ge 5 ] && break
+    sleep 0.1
+  done
   for n in 1 2 3; do
     curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
       -d "[{\"n\":$n}]" "$fan"
   done
-  wait_for_followers() { for _ in $(seq 1 60); do
+  wait_for_followers() { for _ in $(seq 1 80); do
     [ "$(grep -h '^data:\[' "$work"/sse? | wc -l)" -ge 15 ] && return; sleep 0.1; done; }
   wait_for_followers
   want=$'data:[{"n":1}]\ndata:[{"n":2}]\ndata:[{"n":3}]'
