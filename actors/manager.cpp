@@ -40,8 +40,6 @@ bridge_config bridge_config_for(const manager_config& cfg,
   return b;
 }
 
-/// Collects idle bridges: keeps referenced ones (touching them) and those
-/// with readers; stops the others and deletes their rows (not streams).
 /// A bridge resumed with a cursor that died or was collected may never
 /// subscribe (a stream it cannot read): the source stops waiting for it.
 /// (If it did subscribe, the source dropped that subscribe too.)
@@ -54,6 +52,8 @@ void stop_awaiting(self_ptr self, manager_state::entry& e) {
   self->send(st.cfg.source, resuming_atom::value, st.resuming);
 }
 
+/// Collects idle bridges: keeps referenced ones (touching them) and those
+/// with readers; stops the others and deletes their rows (not streams).
 void sweep(self_ptr self) {
   auto& st = self->state;
   if (st.sweeping)

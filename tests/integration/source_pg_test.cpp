@@ -153,6 +153,15 @@ struct fixture {
     caf::anon_send(source, ack_atom::value, b, uint64_t{1}, at);
   }
 
+  /// A registered view whose bridge made its bootstrap durable: cursor
+  /// persisted, then the ack.
+  view durable_view(const std::string& tags) {
+    auto v = registered_view(tags);
+    EB_OK(registry.update_cursor("default", v.ref, v.at.handle, v.at.offset));
+    ack(v.bridge, v.at);
+    return v;
+  }
+
   void insert(const std::string& url, const std::string& tags) {
     db.exec("INSERT INTO entities (url, type, tags, created_at, updated_at) "
             "VALUES ('" + url + "', 'agent', '" + tags + "', 1, 1)");
@@ -255,11 +264,8 @@ CAF_TEST(one transaction gives each view one batch at its last op index) {
 
 CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
   start();
-  auto v = registered_view(R"({"team":"a"})");
+  auto v = durable_view(R"({"team":"a"})");
   auto& [b, log, ref, at] = v;
-  // The bridge made its bootstrap durable: cursor persisted, then the ack.
-  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
-  ack(b, at);
   // Changes that concern other views only.
   for (int i = 0; i < 5; ++i)
     insert("/b" + std::to_string(i), R"({"team":"b"})");
@@ -275,10 +281,8 @@ CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
 CAF_TEST(an idle view moves only once it holds back the idle lag of WAL) {
   cfg.idle_lag = 256 * 1024;
   start();
-  auto v = registered_view(R"({"team":"a"})");
+  auto v = durable_view(R"({"team":"a"})");
   auto& [b, log, ref, at] = v;
-  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
-  ack(b, at);
   auto from = *parse_lsn_offset(at.offset);
   for (int i = 0; i < 5; ++i)
     insert("/b" + std::to_string(i), R"({"team":"b"})");
@@ -313,10 +317,8 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
   cfg.idle_lag = uint64_t{1} << 30; // never by the lag
   cfg.replay_buffer = 4;            // it moves once 3 come after its cursor
   start();
-  auto v = registered_view(R"({"team":"a"})");
+  auto v = durable_view(R"({"team":"a"})");
   auto& [b, log, ref, at] = v;
-  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
-  ack(b, at);
   insert("/b0", R"({"team":"b"})");
   insert("/b1", R"({"team":"b"})");
   std::this_thread::sleep_for(1s); // ten checks: 2 after it, still in reach
@@ -350,10 +352,8 @@ CAF_TEST(an idle view the server was let past moves at the next check) {
                                  + " options='-c wal_sender_timeout=1000'";
   cfg.replication.status_interval = 60s;
   start();
-  auto v = registered_view(R"({"team":"a"})");
+  auto v = durable_view(R"({"team":"a"})");
   auto& [b, log, ref, at] = v;
-  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
-  ack(b, at);
   insert("/b0", R"({"team":"b"})");
   auto after = wal_lsn();
   CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
@@ -464,10 +464,8 @@ CAF_TEST(idle cursors move in chunks of one statement per tick) {
 
 CAF_TEST(a view that does not acknowledge holds the slot back) {
   start();
-  auto v = registered_view(R"({"team":"a"})");
+  auto v = durable_view(R"({"team":"a"})");
   auto& [b, log, ref, at] = v;
-  EB_OK(registry.update_cursor("default", ref, at.handle, at.offset));
-  ack(b, at);
   CAF_REQUIRE(eventually([&] {
     return slot_confirmed() >= *parse_lsn_offset(at.offset);
   }));
