@@ -1,5 +1,6 @@
 #include "storage/stream_log.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -250,6 +251,11 @@ log_scan scan_log(std::string_view bytes) {
       pos = record.payload_position + record.payload.size();
       result.valid_size = pos;
       continue;
+    }
+    auto rest = bytes.substr(pos);
+    if (std::all_of(rest.begin(), rest.end(), [](char c) { return c == 0; })) {
+      result.padding = rest.size();
+      break;
     }
     // A damaged record is a torn tail unless an intact record follows it.
     for (auto next = pos + 1; next + record_header_size <= bytes.size();

@@ -83,15 +83,21 @@ caf::expected<append_view> decode_append(std::string_view payload);
 /// The result of scanning a log file's bytes on start-up.
 struct log_scan {
   std::vector<log_record> records;
-  /// The length of the valid prefix; bytes past it are a torn tail to cut.
+  /// The length of the valid prefix; bytes past it are padding (below) or
+  /// a torn tail to cut.
   uint64_t valid_size = 0;
+  /// Zero bytes after the valid prefix, up to the end of the file: space a
+  /// writer filled ahead of its appends (so that an append leaves the file
+  /// size alone and its sync writes data only), not a torn tail.
+  uint64_t padding = 0;
   /// Set when a damaged record is followed by intact ones: the log is
   /// corrupt, not torn, and must not be served short.
   std::string corruption;
 };
 
 /// Scans a whole log (its bytes). A damaged last record (the file ends
-/// inside it, or nothing intact follows it) is a torn tail.
+/// inside it, or nothing intact follows it) is a torn tail; zeros alone
+/// after the last record are padding.
 log_scan scan_log(std::string_view bytes);
 
 } // namespace ebridge

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.hpp"
@@ -96,6 +97,22 @@ struct fixture {
     return result;
   }
 
+  /// A file's size on disk.
+  static uint64_t file_size(const std::string& path) {
+    struct stat st {};
+    CAF_REQUIRE_EQUAL(::stat(path.c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  /// Where a log's records end: its last nonzero byte, plus one (every
+  /// record here ends in a nonzero message byte; zeros after are padding).
+  static uint64_t records_end(const std::string& path) {
+    std::ifstream in{path, std::ios::binary};
+    std::string bytes{std::istreambuf_iterator<char>{in}, {}};
+    auto last = bytes.find_last_not_of('\0');
+    return last == std::string::npos ? 0 : last + 1;
+  }
+
   std::string dir;
   std::unique_ptr<stream_store> store;
 };
@@ -159,6 +176,22 @@ CAF_TEST(a torn tail is cut and the stream goes on) {
   append("/t", {"2"});
   auto files = log_files();
   CAF_REQUIRE_EQUAL(files.size(), 1u);
+  auto end = records_end(files[0]);
+  store.reset();
+  {
+    // A record cut short where the next append goes: inside the padding.
+    std::fstream out{files[0], std::ios::in | std::ios::out | std::ios::binary};
+    out.seekp(static_cast<std::streamoff>(end));
+    out << std::string("\x20\x00\x00\x00\x01\x02", 6);
+  }
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(file_size(files[0]), end);
+  CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2"}));
+  CAF_CHECK(append("/t", {"3"}).status == store_status::ok);
+  reopen();
+  CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2", "3"}));
+  // Past the end of the file, after its padding, as well.
   store.reset();
   {
     std::ofstream out{files[0], std::ios::app | std::ios::binary};
@@ -166,10 +199,48 @@ CAF_TEST(a torn tail is cut and the stream goes on) {
   }
   reopen();
   CAF_CHECK(store->refused().empty());
-  CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2"}));
-  CAF_CHECK(append("/t", {"3"}).status == store_status::ok);
-  reopen();
   CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2", "3"}));
+  CAF_CHECK(append("/t", {"4"}).status == store_status::ok);
+  reopen();
+  CAF_CHECK_EQUAL(read_all("/t"),
+                  (std::vector<std::string>{"1", "2", "3", "4"}));
+}
+
+CAF_TEST(appends land in zeros written ahead and a restart keeps them) {
+  create("/p");
+  append("/p", {"1"});
+  auto files = log_files();
+  CAF_REQUIRE_EQUAL(files.size(), 1u);
+  // The file is filled with zeros to a block boundary past its records.
+  auto size = file_size(files[0]);
+  CAF_CHECK_EQUAL(size % 4096, 0u);
+  CAF_CHECK_GREATER(size, records_end(files[0]));
+  // A small append lands inside: the file size stays.
+  append("/p", {"2"});
+  CAF_CHECK_EQUAL(file_size(files[0]), size);
+  // A restart reads the zeros as padding: nothing cut, nothing lost, and
+  // the next append still lands inside.
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(file_size(files[0]), size);
+  CAF_CHECK_EQUAL(read_all("/p"), (std::vector<std::string>{"1", "2"}));
+  append("/p", {"3"});
+  CAF_CHECK_EQUAL(file_size(files[0]), size);
+  // Appends past the padding grow the file by more zeros, block-aligned.
+  std::vector<std::string> expected{"1", "2", "3"};
+  std::string big = "\"" + std::string(1000, 'x') + "\"";
+  for (int i = 0; i < 20; ++i) {
+    CAF_CHECK(append("/p", {big}).status == store_status::ok);
+    expected.push_back(big);
+  }
+  auto grown = file_size(files[0]);
+  CAF_CHECK_GREATER(grown, size);
+  CAF_CHECK_EQUAL(grown % 4096, 0u);
+  CAF_CHECK_GREATER(grown, records_end(files[0]));
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(file_size(files[0]), grown);
+  CAF_CHECK_EQUAL(read_all("/p"), expected);
 }
 
 CAF_TEST(a corrupt log is refused and reported instead of served short) {

@@ -79,18 +79,48 @@ CAF_TEST(a log cut anywhere inside its last record is a torn tail) {
   }
 }
 
-CAF_TEST(garbage after the last record is a torn tail) {
+CAF_TEST(zeros after the last record are padding) {
   auto bytes = sample_log();
   auto size = bytes.size();
   bytes += std::string(100, '\0');
   auto scan = scan_log(bytes);
   CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.records.size(), 3u);
   CAF_CHECK_EQUAL(scan.valid_size, size);
-  bytes.resize(size);
+  CAF_CHECK_EQUAL(scan.padding, 100u);
+  // Fewer zeros than a record header: padding too.
+  bytes.resize(size + 5);
+  scan = scan_log(bytes);
+  CAF_CHECK_EQUAL(scan.valid_size, size);
+  CAF_CHECK_EQUAL(scan.padding, 5u);
+  // Without any: none.
+  CAF_CHECK_EQUAL(scan_log(sample_log()).padding, 0u);
+}
+
+CAF_TEST(garbage after the last record is a torn tail) {
+  auto bytes = sample_log();
+  auto size = bytes.size();
   bytes += std::string("\x05\x00\x00\x00garbage", 11); // NULs included
+  auto scan = scan_log(bytes);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, size);
+  CAF_CHECK_EQUAL(scan.padding, 0u);
+  // A torn record inside padding: zeros before and after it.
+  bytes.resize(size);
+  bytes += std::string(10, '\0') + "\x05garbage" + std::string(200, '\0');
   scan = scan_log(bytes);
   CAF_CHECK_EQUAL(scan.corruption, "");
   CAF_CHECK_EQUAL(scan.valid_size, size);
+  CAF_CHECK_EQUAL(scan.padding, 0u);
+  // A record cut short and the zeros after it.
+  auto whole = sample_log();
+  auto last = scan_log(whole).records.back().position;
+  auto torn = whole.substr(0, last + 15) + std::string(300, '\0');
+  scan = scan_log(torn);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, last);
+  CAF_CHECK_EQUAL(scan.records.size(), 2u);
+  CAF_CHECK_EQUAL(scan.padding, 0u);
 }
 
 CAF_TEST(a damaged record followed by intact ones is corruption) {
