@@ -150,6 +150,29 @@ read_result read_record(std::string_view bytes, uint64_t pos, log_record& out) {
   return read_result::ok;
 }
 
+bool all_zero(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
+}
+
+constexpr uint64_t sector = 512;
+
+/// Whether a damaged record at `pos`, followed by an intact one at `next`,
+/// is what a crash leaves in the middle of one write over padding: that
+/// write's pages reach the disk in no set order, and one that did not reads
+/// as the zeros it would have replaced, so a later record of the same
+/// unacknowledged write may be whole. Such a gap shows a whole aligned
+/// sector of zeros, or zeros from the record's start to a sector boundary.
+/// Flipped or garbled bytes in written data show neither: corruption.
+bool hole_before(std::string_view bytes, uint64_t pos, uint64_t next) {
+  auto boundary = (pos / sector + 1) * sector;
+  if (boundary <= next && all_zero(bytes.substr(pos, boundary - pos)))
+    return true;
+  for (auto s = boundary; s + sector <= next; s += sector)
+    if (all_zero(bytes.substr(s, sector)))
+      return true;
+  return false;
+}
+
 } // namespace
 
 uint32_t crc32c(std::string_view data, uint32_t crc) {
@@ -252,16 +275,18 @@ log_scan scan_log(std::string_view bytes) {
       result.valid_size = pos;
       continue;
     }
-    auto rest = bytes.substr(pos);
-    if (std::all_of(rest.begin(), rest.end(), [](char c) { return c == 0; })) {
-      result.padding = rest.size();
+    if (all_zero(bytes.substr(pos))) {
+      result.padding = bytes.size() - pos;
       break;
     }
-    // A damaged record is a torn tail unless an intact record follows it.
+    // A damaged record is a torn tail unless an intact record follows it
+    // with no sign of a torn write between them.
     for (auto next = pos + 1; next + record_header_size <= bytes.size();
          ++next) {
       log_record later;
       if (read_record(bytes, next, later) == read_result::ok) {
+        if (hole_before(bytes, pos, next))
+          break; // the unacknowledged write a crash cut: all of it goes
         result.corruption = "damaged record at byte " + std::to_string(pos)
                             + " followed by intact data at byte "
                             + std::to_string(next);

@@ -47,8 +47,9 @@ constexpr size_t writer_count = 2;
 /// and about as far again as the file is long (at most 1 MiB more): the
 /// appends that follow land inside the file, so their fdatasync writes their
 /// data block and no inode (size, block map), one disk round trip less. The
-/// filesystem allocates whole blocks anyway; a log is at most about twice
-/// its data. A scan reads the zeros as padding, not as a torn tail.
+/// filesystem allocates whole blocks anyway; a log takes one block, or at
+/// most about twice its data. A scan reads the zeros as padding, not as a
+/// torn tail, and tells a write a crash cut over them from corruption.
 constexpr uint64_t pad_block = 4096;
 constexpr uint64_t pad_max = uint64_t{1} << 20;
 
@@ -423,18 +424,12 @@ struct stream_store::impl {
         buffer += next.bytes;
         next.bytes.clear();
       }
-      auto end = pos + buffer.size();
-      auto allocated = file->allocated;
-      if (end > allocated) {
-        allocated = padded_size(end);
-        buffer.append(allocated - end, '\0');
-      }
       if (!write_all(file->fd, buffer.data(), buffer.size(), pos)) {
         log::error("store", "write failed",
                    {{"file", file->path}, {"error", std::strerror(errno)}});
         failed.insert(file.get());
       } else {
-        file->allocated = allocated;
+        pad(*file, pos + buffer.size());
         if (std::find(dirty.begin(), dirty.end(), file) == dirty.end())
           dirty.push_back(file);
       }
@@ -459,6 +454,18 @@ struct stream_store::impl {
     }
     for (auto& op : batch)
       publish(op, op.entry && failed.count(op.entry->file.get()) > 0);
+  }
+
+  /// Fills zeros past `end` when the records reach past the zeros written
+  /// before, in a write of their own: best effort, since a disk too full for
+  /// the zeros may still hold the records (the next growth tries again).
+  static void pad(log_file& file, uint64_t end) {
+    if (end <= file.allocated)
+      return;
+    auto target = padded_size(end);
+    std::string zeros(target - end, '\0');
+    file.allocated =
+      write_all(file.fd, zeros.data(), zeros.size(), end) ? target : end;
   }
 
   void publish(pending_op& op, bool failed) {

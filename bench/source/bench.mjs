@@ -770,7 +770,7 @@ async function drive(argv) {
       writers: { type: "string", default: "4" },
       "empty-views": { type: "string", default: "5000" },
       "idle-settle": { type: "string", default: "33" },
-      repeats: { type: "string", default: "3" },
+      repeats: { type: "string", default: "5" },
       "register-concurrency": { type: "string", default: "16" },
       "drain-timeout": { type: "string", default: "10" },
       "settle-timeout": { type: "string", default: "30" },

@@ -137,6 +137,60 @@ CAF_TEST(a damaged record followed by intact ones is corruption) {
   CAF_CHECK_NOT_EQUAL(scan.corruption, "");
 }
 
+CAF_TEST(a write a crash cut over padding is a torn tail) {
+  // Durable records, then one unsynced write of three more over zeros:
+  // its pages reach the disk in no set order, and one that did not reads
+  // as the zeros it would have replaced.
+  stream_header header;
+  header.name = "/s";
+  header.content_type = "application/json";
+  append_record durable;
+  durable.messages = {"1"};
+  auto base = std::string{log_magic} + encode_record(header)
+              + encode_record(durable);
+  std::vector<std::string> batch;
+  for (char c : {'a', 'b', 'c'}) {
+    append_record r;
+    r.messages = {"\"" + std::string(1500, c) + "\""};
+    batch.push_back(encode_record(r));
+  }
+  auto whole = base + batch[0] + batch[1] + batch[2] + std::string(4096, '\0');
+  auto full = scan_log(whole);
+  CAF_REQUIRE_EQUAL(full.records.size(), 5u);
+  CAF_CHECK_EQUAL(full.corruption, "");
+  auto first = base.size(); // where the write starts
+  auto zero = [](std::string bytes, uint64_t from, uint64_t to) {
+    for (auto i = from; i < to; ++i)
+      bytes[i] = '\0';
+    return bytes;
+  };
+  // An aligned sector inside the first new record never arrived; the
+  // later ones did.
+  auto s = (first / 512 + 1) * 512;
+  auto scan = scan_log(zero(whole, s, s + 512));
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, first);
+  CAF_CHECK_EQUAL(scan.records.size(), 2u);
+  // The page the write started in never arrived: zeros from the first new
+  // record's start to a sector boundary (it need not hold a whole sector).
+  scan = scan_log(zero(whole, first, s));
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, first);
+  CAF_CHECK_EQUAL(scan.records.size(), 2u);
+  // The first two new records missing, the third whole.
+  scan = scan_log(zero(whole, first, first + batch[0].size() + batch[1].size()));
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, first);
+  // A flipped byte with zeros after the last record is still corruption.
+  auto flipped = whole;
+  flipped[first + 100] ^= 0x01;
+  CAF_CHECK_NOT_EQUAL(scan_log(flipped).corruption, "");
+  // As is a run of zeros that is no whole sector and does not start at the
+  // damaged record.
+  CAF_CHECK_NOT_EQUAL(scan_log(zero(whole, first + 20, first + 400)).corruption,
+                      "");
+}
+
 CAF_TEST(a file that is not a stream log is refused) {
   CAF_CHECK_NOT_EQUAL(scan_log("hello world, not a log").corruption, "");
   // A file cut inside its magic held nothing acknowledged.
