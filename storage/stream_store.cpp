@@ -479,13 +479,15 @@ struct stream_store::impl {
     {
       auto& e = *op.entry;
       std::lock_guard<std::mutex> guard{e.mtx};
-      if (failed) {
+      if (failed || e.broken) {
         // The memory state ran ahead of a disk that refused it: stop
-        // serving this stream rather than serve what is not durable.
+        // serving this stream rather than serve what is not durable. An
+        // operation queued before that was known lies past the refused
+        // bytes, where a restart cannot reach it: not acknowledged either.
         e.broken = true;
         op.result.status = store_status::unavailable;
         op.result.message = "the stream's log could not be written";
-      } else if (!e.broken) {
+      } else {
         e.chunks.insert(e.chunks.end(), op.chunks.begin(), op.chunks.end());
         e.durable_tail = std::max(e.durable_tail, op.tail_after);
         e.durable_closed |= op.closes;
