@@ -11,6 +11,8 @@
 #include <thread>
 
 #include <dirent.h>
+#include <csignal>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,6 +206,36 @@ CAF_TEST(a torn tail is cut and the stream goes on) {
   reopen();
   CAF_CHECK_EQUAL(read_all("/t"),
                   (std::vector<std::string>{"1", "2", "3", "4"}));
+}
+
+CAF_TEST(a file size limit that leaves no room for the zeros keeps the append) {
+  create("/z");
+  append("/z", {"1"});
+  auto files = log_files();
+  CAF_REQUIRE_EQUAL(files.size(), 1u);
+  auto size = file_size(files[0]);
+  // Room for the next record past the zeros, not for the zeros after it:
+  // a write past the limit fails (EFBIG) as on a full disk.
+  std::string big = "\"" + std::string(size, 'x') + "\"";
+  auto limit = size + big.size() + 100;
+  rlimit old{};
+  CAF_REQUIRE_EQUAL(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit tight = old;
+  tight.rlim_cur = limit;
+  CAF_REQUIRE_EQUAL(::setrlimit(RLIMIT_FSIZE, &tight), 0);
+  auto r = append("/z", {big});
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  CAF_CHECK(r.status == store_status::ok);
+  CAF_CHECK_LESS_OR_EQUAL(file_size(files[0]), limit);
+  CAF_CHECK_EQUAL(read_all("/z"), (std::vector<std::string>{"1", big}));
+  // The next growth fills zeros again; everything survives a restart.
+  CAF_CHECK(append("/z", {"3"}).status == store_status::ok);
+  CAF_CHECK_EQUAL(file_size(files[0]) % 4096, 0u);
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(read_all("/z"), (std::vector<std::string>{"1", big, "3"}));
 }
 
 CAF_TEST(appends land in zeros written ahead and a restart keeps them) {
