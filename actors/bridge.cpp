@@ -41,6 +41,11 @@ std::string make_stream_seq(int64_t epoch, const std::string& offset,
   return head + offset + tail;
 }
 
+source_cursor cursor_of(const bridge_row& row) {
+  return row.has_cursor() ? source_cursor{row.cursor_handle, row.cursor_offset}
+                          : source_cursor{};
+}
+
 std::string offset_of_stream_seq(const std::string& stream_seq) {
   if (stream_seq.size() < 28 || stream_seq[16] != '.'
       || stream_seq[stream_seq.size() - 11] != '.')
@@ -354,10 +359,7 @@ void start(self_ptr self) {
           .then(
             [self, last](bridge_row& row) {
               auto& cfg = self->state.cfg;
-              auto cursor = row.has_cursor()
-                              ? source_cursor{row.cursor_handle,
-                                              row.cursor_offset}
-                              : source_cursor{};
+              auto cursor = cursor_of(row);
               self
                 ->request(cfg.registry, cfg.request_timeout, epoch_atom::value,
                           cfg.tenant, cfg.source_ref)

@@ -63,6 +63,9 @@ std::string make_stream_seq(int64_t epoch, const std::string& offset,
 /// The source offset inside a Stream-Seq (empty if it has none).
 std::string offset_of_stream_seq(const std::string& stream_seq);
 
+/// A registry row's cursor; empty if it has none.
+source_cursor cursor_of(const bridge_row& row);
+
 struct bridge_state {
   bridge_config cfg;
   membership members;

@@ -208,13 +208,9 @@ manager(manager_actor::stateful_pointer<manager_state> self,
           // later epoch and may have moved the cursor since: that one (or
           // its restart) asks the registry itself.
           std::shared_ptr<const bridge_resume> resume;
-          if (st.bridges.count(k) == 0) {
-            source_cursor cursor;
-            if (row.has_cursor())
-              cursor = source_cursor{row.cursor_handle, row.cursor_offset};
+          if (st.bridges.count(k) == 0)
             resume = std::make_shared<const bridge_resume>(
-              bridge_resume{std::move(cursor), row.producer_epoch});
-          }
+              bridge_resume{cursor_of(row), row.producer_epoch});
           st.ensure(self, k, row.tags, std::move(resume));
           st.bridges[k].resuming = row.has_cursor();
         }
