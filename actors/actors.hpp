@@ -43,6 +43,10 @@ using registry_actor = caf::typed_actor<
   // Persists the cursor (tenant, ref, handle, offset).
   caf::replies_to<cursor_atom, std::string, std::string, std::string,
                   std::string>::with<bool>,
+  // Persists several cursors in one transaction: the writes come back in
+  // order with `written` or `refused` set.
+  caf::replies_to<cursor_atom,
+                  std::vector<cursor_write>>::with<std::vector<cursor_write>>,
   // Clears the cursor.
   caf::replies_to<clear_atom, std::string, std::string>::with<bool>,
   // Source refs named by entity manifests of a tenant (never collected).

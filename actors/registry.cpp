@@ -10,6 +10,94 @@
 
 namespace ebridge {
 
+namespace {
+
+using self_ptr = registry_actor::stateful_pointer<registry_state>;
+
+/// Bounds the wait for a batch of cursor writes: a worker that dies with one
+/// never answers it (the requesters' own timeouts are shorter).
+constexpr auto batch_timeout = std::chrono::minutes{1};
+
+std::string key_of(const std::string& tenant, const std::string& ref) {
+  std::string key;
+  key.reserve(tenant.size() + 1 + ref.size());
+  key += tenant;
+  key += '\0';
+  key += ref;
+  return key;
+}
+
+void send_cursors(self_ptr self, size_t slot);
+
+void batch_done(self_ptr self, size_t slot) {
+  auto& lane = self->state.cursor_lanes[slot];
+  if (--lane.in_flight == 0)
+    send_cursors(self, slot);
+}
+
+/// Sends the cursor writes queued for one worker as one batch.
+void send_cursors(self_ptr self, size_t slot) {
+  auto& st = self->state;
+  auto& lane = st.cursor_lanes[slot];
+  if (lane.queued.empty())
+    return;
+  std::vector<cursor_write> writes;
+  auto promises = std::make_shared<std::vector<caf::typed_response_promise<bool>>>();
+  writes.reserve(lane.queued.size());
+  promises->reserve(lane.queued.size());
+  for (auto& q : lane.queued) {
+    writes.push_back(std::move(q.write));
+    promises->push_back(std::move(q.promise));
+  }
+  lane.queued.clear();
+  lane.keys.clear();
+  ++lane.in_flight;
+  self
+    ->request(st.workers[slot], batch_timeout, cursor_atom::value,
+              std::move(writes))
+    .then(
+      [self, slot, promises](std::vector<cursor_write>& done) {
+        auto& ps = *promises;
+        for (size_t i = 0; i < ps.size(); ++i) {
+          if (i >= done.size())
+            ps[i].deliver(make_error(ec::database_error,
+                                     "registry: a cursor batch came back "
+                                     "with fewer answers than writes"));
+          else if (!done[i].refused.empty())
+            ps[i].deliver(make_error(ec::invalid_input, done[i].refused));
+          else
+            ps[i].deliver(done[i].written);
+        }
+        batch_done(self, slot);
+      },
+      [self, slot, promises](caf::error& err) {
+        for (auto& p : *promises)
+          p.deliver(err);
+        batch_done(self, slot);
+      });
+}
+
+/// The worker for a request about one bridge, once the cursor writes that
+/// wait for it are on their way: it runs one bridge's requests in the
+/// order they came.
+registry_actor keyed(self_ptr self, const std::string& tenant,
+                     const std::string& ref) {
+  auto slot = self->state.slot(tenant, ref);
+  send_cursors(self, slot);
+  return self->state.workers[slot];
+}
+
+} // namespace
+
+registry_state::~registry_state() {
+  for (auto& lane : cursor_lanes)
+    for (auto& q : lane.queued)
+      if (q.promise.pending())
+        q.promise.deliver(make_error(ec::database_error,
+                                     "registry: it ended before the cursor "
+                                     "was written"));
+}
+
 registry_actor::behavior_type
 registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size,
          registry_worker_factory make_worker) {
@@ -19,6 +107,7 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
     st.workers.push_back(st.make_worker(self->system()));
     self->monitor(st.workers.back());
   }
+  st.cursor_lanes.resize(st.workers.size());
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
     for (auto& worker : st.workers) {
@@ -36,16 +125,16 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
   return {
     [self](upsert_atom atm, std::string& tenant, std::string& ref,
            std::string& tags, std::string& url) {
-      auto worker = self->state.pick(tenant, ref);
+      auto worker = keyed(self, tenant, ref);
       return self->delegate(worker, atm, std::move(tenant), std::move(ref),
                             std::move(tags), std::move(url));
     },
     [self](touch_atom atm, std::string& tenant, std::string& ref) {
-      auto worker = self->state.pick(tenant, ref);
+      auto worker = keyed(self, tenant, ref);
       return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](caf::get_atom atm, std::string& tenant, std::string& ref) {
-      auto worker = self->state.pick(tenant, ref);
+      auto worker = keyed(self, tenant, ref);
       return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](list_atom atm, std::string& tenant) {
@@ -56,7 +145,7 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
     },
     [self](caf::delete_atom atm, std::string& tenant, std::string& ref,
            int64_t before_ms) {
-      auto worker = self->state.pick(tenant, ref);
+      auto worker = keyed(self, tenant, ref);
       return self->delegate(worker, atm, std::move(tenant), std::move(ref),
                             before_ms);
     },
@@ -65,24 +154,44 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
                             before_ms);
     },
     [self](caf::delete_atom atm, std::string& tenant, std::string& ref) {
-      auto worker = self->state.pick(tenant, ref);
+      auto worker = keyed(self, tenant, ref);
       return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
-    [self](cursor_atom atm, std::string& tenant, std::string& ref,
-           std::string& handle, std::string& offset) {
-      auto worker = self->state.pick(tenant, ref);
-      return self->delegate(worker, atm, std::move(tenant), std::move(ref),
-                            std::move(handle), std::move(offset));
+    [self](cursor_atom, std::string& tenant, std::string& ref,
+           std::string& handle, std::string& offset) -> caf::result<bool> {
+      auto& st = self->state;
+      auto slot = st.slot(tenant, ref);
+      auto& lane = st.cursor_lanes[slot];
+      auto key = key_of(tenant, ref);
+      if (lane.keys.count(key) > 0)
+        send_cursors(self, slot); // this bridge's earlier write goes first
+      auto promise = self->make_response_promise<bool>();
+      lane.keys.insert(std::move(key));
+      lane.queued.push_back(
+        {cursor_write{std::move(tenant), std::move(ref), std::move(handle),
+                      std::move(offset), false, {}},
+         promise});
+      if (lane.in_flight == 0)
+        send_cursors(self, slot);
+      return promise;
+    },
+    [self](cursor_atom atm, std::vector<cursor_write>& writes) {
+      // Goes to the worker of its first bridge.
+      auto worker = writes.empty()
+                      ? self->state.pick()
+                      : keyed(self, writes.front().tenant,
+                              writes.front().ref);
+      return self->delegate(worker, atm, std::move(writes));
     },
     [self](clear_atom atm, std::string& tenant, std::string& ref) {
-      auto worker = self->state.pick(tenant, ref);
+      auto worker = keyed(self, tenant, ref);
       return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](refs_atom atm, std::string& tenant) {
       return self->delegate(self->state.pick(), atm, std::move(tenant));
     },
     [self](epoch_atom atm, std::string& tenant, std::string& ref) {
-      auto worker = self->state.pick(tenant, ref);
+      auto worker = keyed(self, tenant, ref);
       return self->delegate(worker, atm, std::move(tenant), std::move(ref));
     },
     [self](caf::ping_atom atm) {
@@ -121,6 +230,9 @@ registry_worker(registry_actor::pointer, std::shared_ptr<registry_backend> db) {
     [db](cursor_atom, const std::string& tenant, const std::string& ref,
          const std::string& handle, const std::string& offset) {
       return db->update_cursor(tenant, ref, handle, offset);
+    },
+    [db](cursor_atom, std::vector<cursor_write>& writes) {
+      return db->update_cursors(std::move(writes));
     },
     [db](clear_atom, const std::string& tenant, const std::string& ref) {
       return db->clear_cursor(tenant, ref);

@@ -3,7 +3,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
+
+#include <caf/typed_response_promise.hpp>
 
 #include "actors/actors.hpp"
 #include "storage/registry_store.hpp"
@@ -24,6 +27,31 @@ struct registry_state {
   size_t next = 0;
   registry_worker_factory make_worker;
 
+  /// A cursor write waiting for its worker, and who waits for its answer.
+  struct queued_cursor {
+    cursor_write write;
+    caf::typed_response_promise<bool> promise;
+  };
+
+  /// One worker's cursor writes. Every live bridge writes its cursor about
+  /// once a second, and they come in bursts: a write that finds its worker
+  /// busy with earlier ones waits, and all that waited go in one statement
+  /// when those finish (one commit for the lot, not one each).
+  struct cursor_lane {
+    /// Batches sent and not answered yet.
+    size_t in_flight = 0;
+    std::vector<queued_cursor> queued;
+    /// The bridges of `queued` (tenant, NUL, ref): a bridge's second write
+    /// goes in a later statement than its first.
+    std::unordered_set<std::string> keys;
+  };
+
+  /// Parallel to `workers`.
+  std::vector<cursor_lane> cursor_lanes;
+
+  /// Answers the writes still queued: the registry ends.
+  ~registry_state();
+
   /// The worker for a request about many bridges: the next in turn.
   const registry_actor& pick() {
     next = (next + 1) % workers.size();
@@ -34,8 +62,13 @@ struct registry_state {
   /// that one bridge's writes (cursor, clear) run in the order sent.
   const registry_actor& pick(const std::string& tenant,
                              const std::string& ref) {
+    return workers[slot(tenant, ref)];
+  }
+
+  /// The index of `pick(tenant, ref)`.
+  size_t slot(const std::string& tenant, const std::string& ref) const {
     std::hash<std::string> hash;
-    return workers[(hash(tenant) * 31 + hash(ref)) % workers.size()];
+    return (hash(tenant) * 31 + hash(ref)) % workers.size();
   }
 
   static inline const char* name = "registry";

@@ -14,6 +14,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(ebridge, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ebridge, (ebridge::bridge_row))
   CAF_ADD_TYPE_ID(ebridge, (std::vector<ebridge::bridge_row>))
   CAF_ADD_TYPE_ID(ebridge, (std::vector<std::string>))
+  CAF_ADD_TYPE_ID(ebridge, (ebridge::cursor_write))
+  CAF_ADD_TYPE_ID(ebridge, (std::vector<ebridge::cursor_write>))
 
   CAF_ADD_ATOM(ebridge, ebridge, upsert_atom, "upsert")
   CAF_ADD_ATOM(ebridge, ebridge, touch_atom, "touch")

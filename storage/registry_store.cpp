@@ -11,6 +11,23 @@ namespace ebridge {
 
 registry_backend::~registry_backend() = default;
 
+caf::expected<std::vector<cursor_write>>
+registry_backend::update_cursors(std::vector<cursor_write> writes) {
+  for (auto& w : writes) {
+    w.written = false;
+    w.refused.clear();
+    auto r = update_cursor(w.tenant, w.ref, w.handle, w.offset);
+    if (r)
+      w.written = *r;
+    else if (r.error().category() == error_category
+             && r.error().code() == static_cast<uint8_t>(ec::invalid_input))
+      w.refused = error_message(r.error());
+    else
+      return r.error();
+  }
+  return writes;
+}
+
 namespace {
 
 // Nullable timestamps are coalesced: a table written by the original server
@@ -287,6 +304,72 @@ caf::expected<bool> registry_store::update_cursor(const std::string& tenant,
                         "AND (shape_handle IS DISTINCT FROM $3 "
                         "OR shape_offset IS NULL OR shape_offset <= $4)",
                         tenant, ref, handle, offset);
+}
+
+caf::expected<std::vector<cursor_write>>
+registry_store::update_cursors(std::vector<cursor_write> writes) {
+  // The writes travel as one JSON parameter: [[tenant, ref, handle,
+  // offset], ...], each checked as update_cursor checks it.
+  std::string json = "[";
+  std::vector<bridge_key> keys;
+  for (auto& w : writes) {
+    w.written = false;
+    w.refused.clear();
+    auto err = check_key(w.tenant, w.ref);
+    if (!err)
+      err = check_text("cursor handle", w.handle, 1024);
+    if (!err)
+      err = check_text("cursor offset", w.offset, 1024);
+    if (err) {
+      w.refused = error_message(err);
+      continue;
+    }
+    keys.emplace_back(w.tenant, w.ref);
+    if (json.size() > 1)
+      json += ',';
+    json += '[';
+    for (auto* text : {&w.tenant, &w.ref, &w.handle, &w.offset}) {
+      if (text != &w.tenant)
+        json += ',';
+      append_js_string(json, *text);
+    }
+    json += ']';
+  }
+  json += ']';
+  if (keys.empty())
+    return writes;
+  // One row would take only one of two writes of the same bridge (which, no
+  // one says): those go one at a time, in order.
+  std::sort(keys.begin(), keys.end());
+  if (std::adjacent_find(keys.begin(), keys.end()) != keys.end())
+    return registry_backend::update_cursors(std::move(writes));
+  auto moved = impl_->db.run([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    // As update_cursor: never backwards on the same handle.
+    auto r = tx.exec_params(
+      "UPDATE entity_bridges b SET shape_handle = w->>2, "
+      "shape_offset = w->>3, updated_at = now() "
+      "FROM jsonb_array_elements($1::jsonb) AS w "
+      "WHERE b.tenant_id = w->>0 AND b.source_ref = w->>1 "
+      "AND (b.shape_handle IS DISTINCT FROM w->>2 "
+      "OR b.shape_offset IS NULL OR b.shape_offset <= w->>3) "
+      "RETURNING b.tenant_id, b.source_ref",
+      json);
+    tx.commit();
+    std::vector<bridge_key> result;
+    result.reserve(r.size());
+    for (auto row : r)
+      result.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
+    std::sort(result.begin(), result.end());
+    return result;
+  });
+  if (!moved)
+    return moved.error();
+  for (auto& w : writes)
+    if (w.refused.empty())
+      w.written = std::binary_search(moved->begin(), moved->end(),
+                                     bridge_key{w.tenant, w.ref});
+  return writes;
 }
 
 caf::expected<bool> registry_store::clear_cursor(const std::string& tenant,

@@ -49,6 +49,27 @@ typename Inspector::result_type inspect(Inspector& f, bridge_row& x) {
            x.last_activity_ms, x.created_ms, x.updated_ms, x.producer_epoch);
 }
 
+/// One cursor write of a batch (`registry_backend::update_cursors`): the
+/// bridge (tenant, ref) and its new cursor, then what became of it.
+struct cursor_write {
+  std::string tenant;
+  std::string ref;
+  std::string handle;
+  std::string offset;
+  /// Set by the backend: the row took the cursor (false: no such row, or it
+  /// holds a later offset of the same handle).
+  bool written = false;
+  /// Set by the backend: why this write was refused (invalid input), which
+  /// refuses only this write; empty otherwise.
+  std::string refused;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cursor_write& x) {
+  return f(caf::meta::type_name("cursor_write"), x.tenant, x.ref, x.handle,
+           x.offset, x.written, x.refused);
+}
+
 /// The registry operations of SEED.md, all scoped by tenant. Implemented by
 /// `registry_store` on Postgres and by scripted fakes in actor tests.
 class registry_backend {
@@ -101,6 +122,14 @@ public:
                                             const std::string& handle,
                                             const std::string& offset)
     = 0;
+
+  /// Several cursors, each as `update_cursor`, in one transaction where
+  /// the backend can: a burst of them costs one commit, not one each.
+  /// Answers the writes in order with `written` or `refused` set; an error
+  /// (the database) is the whole batch's. The default runs `update_cursor`
+  /// for each.
+  virtual caf::expected<std::vector<cursor_write>>
+  update_cursors(std::vector<cursor_write> writes);
 
   virtual caf::expected<bool> clear_cursor(const std::string& tenant,
                                            const std::string& ref)
@@ -163,6 +192,8 @@ public:
                                     const std::string& ref,
                                     const std::string& handle,
                                     const std::string& offset) override;
+  caf::expected<std::vector<cursor_write>>
+  update_cursors(std::vector<cursor_write> writes) override;
   caf::expected<bool> clear_cursor(const std::string& tenant,
                                    const std::string& ref) override;
   caf::expected<std::vector<std::string>>

@@ -263,6 +263,23 @@ fake_registry(registry_actor::pointer self,
       i->second.cursor_offset = o;
       return true;
     },
+    [rec, key](cursor_atom, std::vector<cursor_write>& writes)
+      -> caf::result<std::vector<cursor_write>> {
+      if (auto err = rec->next("cursors"))
+        return err;
+      for (auto& w : writes) {
+        auto i = rec->rows.find(key(w.tenant, w.ref));
+        w.written = i != rec->rows.end()
+                    && !(i->second.cursor_handle == w.handle
+                         && !i->second.cursor_offset.empty()
+                         && w.offset < i->second.cursor_offset);
+        if (w.written) {
+          i->second.cursor_handle = w.handle;
+          i->second.cursor_offset = w.offset;
+        }
+      }
+      return std::move(writes);
+    },
     [rec, key](clear_atom, std::string& t, std::string& r) -> caf::result<bool> {
       if (auto err = rec->next("clear"))
         return err;

@@ -1,6 +1,7 @@
 #define CAF_SUITE registry_actor
 #include <caf/test/dsl.hpp>
 
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <optional>
@@ -75,19 +76,37 @@ public:
       return err;
     return std::vector<bridge_row>{};
   }
-  caf::expected<bool> update_cursor(const std::string&, const std::string&,
+  caf::expected<bool> update_cursor(const std::string&, const std::string& ref,
                                     const std::string&,
-                                    const std::string&) override {
+                                    const std::string& offset) override {
     if (auto err = next("cursor"))
       return err;
+    log.push_back("cursor " + ref + " " + offset);
     return true;
+  }
+  caf::expected<std::vector<cursor_write>>
+  update_cursors(std::vector<cursor_write> writes) override {
+    if (auto err = next("cursors"))
+      return err;
+    batches.push_back(writes.size());
+    for (auto& w : writes) {
+      log.push_back("cursor " + w.ref + " " + w.offset);
+      w.written = w.handle != "missing";
+    }
+    return writes;
   }
   caf::expected<bool> clear_cursor(const std::string&,
-                                   const std::string&) override {
+                                   const std::string& ref) override {
     if (auto err = next("clear"))
       return err;
+    log.push_back("clear " + ref);
     return true;
   }
+
+  /// Cursor writes and clears, in the order they ran.
+  std::vector<std::string> log;
+  /// The size of each cursor batch, in order.
+  std::vector<size_t> batches;
   caf::expected<std::vector<std::string>>
   list_referenced(const std::string&) override {
     if (auto err = next("refs"))
@@ -150,6 +169,37 @@ struct fixture : test_coordinator_fixture<config> {
     for (auto& b : backends)
       n += b->calls[op];
     return n;
+  }
+
+  /// `n` source refs whose requests go to worker `slot` of the two.
+  static std::vector<std::string> refs_of(size_t slot, size_t n) {
+    registry_state st;
+    st.workers.resize(2);
+    std::vector<std::string> result;
+    for (int i = 0; result.size() < n; ++i) {
+      char ref[17];
+      std::snprintf(ref, sizeof ref, "%016x", i);
+      if (st.slot("t1", ref) == slot)
+        result.emplace_back(ref);
+    }
+    return result;
+  }
+
+  /// Asks the registry to write a cursor; `answer` tells what it answered.
+  auto write_cursor(const std::string& ref, const std::string& offset,
+                    const std::string& handle = "h") {
+    return self->request(registry_handle, caf::infinite, cursor_atom::value,
+                         std::string{"t1"}, ref, handle, offset);
+  }
+
+  /// "true", "false" or the error's message.
+  template <class Handle>
+  static std::string answer(Handle& response) {
+    std::string result = "no answer";
+    response.receive(
+      [&](bool written) { result = written ? "true" : "false"; },
+      [&](caf::error& err) { result = error_message(err); });
+    return result;
   }
 
   registry_actor registry_handle;
@@ -223,6 +273,64 @@ CAF_TEST(registry passes a worker error to the requester) {
   CAF_CHECK_EQUAL(epoch, 1);
 }
 
+CAF_TEST(cursor writes that wait for their worker go in one statement) {
+  auto refs = refs_of(0, 10);
+  std::vector<decltype(write_cursor("", ""))> responses;
+  for (size_t i = 0; i < refs.size(); ++i)
+    responses.push_back(
+      write_cursor(refs[i], "0000000001", i == 3 ? "missing" : "h"));
+  sched.run();
+  // The first finds the worker idle and goes alone; the other nine wait for
+  // it and then go together.
+  CAF_CHECK_EQUAL(backends[0]->batches, (std::vector<size_t>{1, 9}));
+  CAF_CHECK(backends[1]->batches.empty());
+  CAF_CHECK_EQUAL(calls("cursor"), 0);
+  for (size_t i = 0; i < refs.size(); ++i)
+    CAF_CHECK_EQUAL(answer(responses[i]), i == 3 ? "false" : "true");
+  auto later = write_cursor(refs[0], "0000000002");
+  sched.run();
+  CAF_CHECK_EQUAL(answer(later), "true");
+  CAF_CHECK_EQUAL(backends[0]->batches, (std::vector<size_t>{1, 9, 1}));
+}
+
+CAF_TEST(the cursor writes and the clear of one bridge run in the order sent) {
+  auto ref = refs_of(1, 1).front();
+  auto first = write_cursor(ref, "0000000001");  // the worker is idle: now
+  auto second = write_cursor(ref, "0000000002"); // waits for the first
+  auto third = write_cursor(ref, "0000000003");  // the same bridge: later
+  auto clear = self->request(registry_handle, caf::infinite, clear_atom::value,
+                             std::string{"t1"}, ref);
+  sched.run();
+  CAF_CHECK_EQUAL(answer(first), "true");
+  CAF_CHECK_EQUAL(answer(second), "true");
+  CAF_CHECK_EQUAL(answer(third), "true");
+  CAF_CHECK_EQUAL(answer(clear), "true");
+  CAF_CHECK_EQUAL(backends[1]->log,
+                  (std::vector<std::string>{"cursor " + ref + " 0000000001",
+                                            "cursor " + ref + " 0000000002",
+                                            "cursor " + ref + " 0000000003",
+                                            "clear " + ref}));
+  CAF_CHECK_EQUAL(backends[1]->batches, (std::vector<size_t>{1, 1, 1}));
+}
+
+CAF_TEST(a failed cursor batch answers each of its writes with the error) {
+  auto refs = refs_of(0, 4);
+  backends[0]->failures.push_back(caf::none);
+  backends[0]->failures.push_back(
+    make_error(ec::database_unavailable, "connection refused"));
+  std::vector<decltype(write_cursor("", ""))> responses;
+  for (size_t i = 0; i < 3; ++i)
+    responses.push_back(write_cursor(refs[i], "0000000001"));
+  sched.run();
+  CAF_CHECK_EQUAL(answer(responses[0]), "true");
+  CAF_CHECK_EQUAL(answer(responses[1]), "connection refused");
+  CAF_CHECK_EQUAL(answer(responses[2]), "connection refused");
+  // The worker's queue is not left waiting for the failed batch.
+  auto next = write_cursor(refs[3], "0000000001");
+  sched.run();
+  CAF_CHECK_EQUAL(answer(next), "true");
+}
+
 CAF_TEST(registry replaces a worker that dies) {
   caf::anon_send_exit(workers[0], caf::exit_reason::kill);
   sched.run();
@@ -285,6 +393,7 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
       [](caf::delete_atom, std::string, std::string, int64_t) -> caf::result<bool> { return caf::delegated<bool>{}; },
       [](resume_atom) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
       [](cursor_atom, std::string, std::string, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+      [](cursor_atom, std::vector<cursor_write>) -> caf::result<std::vector<cursor_write>> { return caf::delegated<std::vector<cursor_write>>{}; },
       [](clear_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
       [](refs_atom, std::string) -> caf::result<std::vector<std::string>> { return caf::delegated<std::vector<std::string>>{}; },
       [](epoch_atom, std::string, std::string) -> caf::result<int64_t> { return caf::delegated<int64_t>{}; },

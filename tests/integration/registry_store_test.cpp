@@ -257,6 +257,53 @@ CAF_TEST(a cursor never moves back on the same handle) {
                   "0000000000");
 }
 
+CAF_TEST(a batch of cursors writes each as one write would in one commit) {
+  constexpr const char* ref_c = "00000000000000cc";
+  upsert("default", ref_a, tags_a);
+  upsert("default", ref_b);
+  upsert("t2", ref_c);
+  CAF_CHECK(EB_OK(store.update_cursor("default", ref_b, "h1", "0000000009")));
+  std::vector<cursor_write> writes{
+    {"default", ref_a, "h1", "0000000007", false, {}}, // new: written
+    {"default", ref_b, "h1", "0000000005", false, {}}, // backwards: kept
+    {"t2", ref_c, "h'--", "1_1'; --", false, {}},      // hostile: verbatim
+    {"default", ref_c, "h1", "0000000001", false, {}}, // no such row
+    {"default", "ABC", "h1", "0000000001", false, {}}, // bad ref: refused
+    {"default", ref_a, "", "0000000001", false, {}},   // empty handle
+  };
+  auto done = EB_OK(store.update_cursors(writes));
+  CAF_REQUIRE_EQUAL(done.size(), writes.size());
+  CAF_CHECK(done[0].written && done[0].refused.empty());
+  CAF_CHECK(!done[1].written && done[1].refused.empty());
+  CAF_CHECK(done[2].written);
+  CAF_CHECK(!done[3].written && done[3].refused.empty());
+  CAF_CHECK(!done[4].written && !done[4].refused.empty());
+  CAF_CHECK(!done[5].written && !done[5].refused.empty());
+  CAF_CHECK_EQUAL(EB_OK(store.get_bridge("default", ref_a)).cursor_offset,
+                  "0000000007");
+  CAF_CHECK_EQUAL(EB_OK(store.get_bridge("default", ref_b)).cursor_offset,
+                  "0000000009");
+  auto c = EB_OK(store.get_bridge("t2", ref_c));
+  CAF_CHECK_EQUAL(c.cursor_handle, "h'--");
+  CAF_CHECK_EQUAL(c.cursor_offset, "1_1'; --");
+  // In one transaction: the rows it wrote share its now().
+  CAF_CHECK_EQUAL(one("SELECT count(*) || ' ' || count(DISTINCT updated_at) "
+                      "FROM entity_bridges "
+                      "WHERE shape_offset IN ('0000000007', '1_1''; --')"),
+                  "2 1");
+  // Two writes of one bridge: both, in order (the later wins).
+  std::vector<cursor_write> twice{
+    {"default", ref_a, "h1", "0000000010", false, {}},
+    {"default", ref_a, "h1", "0000000011", false, {}},
+  };
+  done = EB_OK(store.update_cursors(twice));
+  CAF_REQUIRE_EQUAL(done.size(), 2u);
+  CAF_CHECK(done[0].written && done[1].written);
+  CAF_CHECK_EQUAL(EB_OK(store.get_bridge("default", ref_a)).cursor_offset,
+                  "0000000011");
+  CAF_CHECK(EB_OK(store.update_cursors({})).empty());
+}
+
 CAF_TEST(referenced refs are distinct and scoped by tenant) {
   db.exec("INSERT INTO entity_manifest_sources VALUES "
           "('t1', '/a/1', 'k1', 'aaaaaaaaaaaaaaaa'), "
