@@ -38,6 +38,15 @@ public:
   /// Queues one chunk; chunks go out in order, each in one write.
   virtual void write(std::string chunk) = 0;
 
+  /// As `write`, but sent from the calling thread when that is one of the
+  /// server's threads and the connection is not busy: no hand-off to
+  /// another thread. For a single reader woken by new data; a fan-out to
+  /// many readers should `write`, which spreads the sends over the threads.
+  /// Never calls back into the caller (closing callbacks run later).
+  virtual void write_here(std::string chunk) {
+    write(std::move(chunk));
+  }
+
   /// Ends the response and the connection.
   virtual void finish() = 0;
 

@@ -410,10 +410,11 @@ private:
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
     chunks_.clear();
-    auto callbacks = std::move(on_close_);
+    // Later, not here: a write that finds the connection gone may run
+    // inside its caller's locks (write_here), and these call back into it.
+    for (auto& fn : on_close_)
+      asio::post(stream_.get_executor(), std::move(fn));
     on_close_.clear();
-    for (auto& fn : callbacks)
-      fn();
   }
 
   beast::tcp_stream stream_;
@@ -442,6 +443,14 @@ public:
                [s = session_, chunk = std::move(chunk)]() mutable {
                  s->stream_write(std::move(chunk));
                });
+  }
+
+  void write_here(std::string chunk) override {
+    // Runs inline when called on an io thread and the strand is idle.
+    asio::dispatch(session_->executor(),
+                   [s = session_, chunk = std::move(chunk)]() mutable {
+                     s->stream_write(std::move(chunk));
+                   });
   }
 
   void finish() override {

@@ -609,8 +609,11 @@ struct streams_api::sse_session
     return event;
   }
 
-  void write(std::string events) {
-    out->write(std::move(events));
+  void write(std::string events, bool here = false) {
+    if (here)
+      out->write_here(std::move(events));
+    else
+      out->write(std::move(events));
     last_write = std::chrono::steady_clock::now();
   }
 
@@ -644,9 +647,10 @@ struct streams_api::sse_session
 
   enum class delivery { sent, gone, elsewhere };
 
-  /// Called by the hub with a batch read at `from` (hubs_mtx_ held).
+  /// Called by the hub with a batch read at `from` (hubs_mtx_ held); sent
+  /// from this thread when `here`.
   delivery deliver(uint64_t from, const read_result& r,
-                   const std::string& data) {
+                   const std::string& data, bool here) {
     std::lock_guard<std::mutex> guard{mtx};
     if (finished)
       return delivery::gone;
@@ -654,7 +658,7 @@ struct streams_api::sse_session
       return delivery::elsewhere; // never expected: it catches up alone
     position = r.next_offset;
     sent_any = true;
-    write(data + control(r.next_offset, r.up_to_date, r.closed));
+    write(data + control(r.next_offset, r.up_to_date, r.closed), here);
     return delivery::sent;
   }
 
@@ -822,13 +826,16 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
       to_stop = std::move(members);
     } else {
       bool keep = r.up_to_date && !r.closed;
+      // One reader is written from this thread; many are spread over the
+      // io threads.
+      bool here = members.size() == 1;
       // One encoding per kind of session (JSON, text, base64).
       std::string encoded[3];
       for (auto& m : members) {
         int kind = m->json ? 0 : m->text ? 1 : 2;
         if (encoded[kind].empty() && !r.chunks.empty())
           encoded[kind] = m->data_event(r);
-        auto got = m->deliver(hub->position, r, encoded[kind]);
+        auto got = m->deliver(hub->position, r, encoded[kind], here);
         if (got == sse_session::delivery::gone)
           continue;
         if (got == sse_session::delivery::elsewhere || (!keep && !r.closed)) {

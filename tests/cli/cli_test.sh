@@ -162,6 +162,28 @@ else
   done
   if [ "$same" = 5 ]; then pass "five SSE followers get the same three events in order"
   else fail "SSE fan-out: $same of 5 followers got exactly the three events: $(head -c 400 "$work/sse1")"; fi
+  # A lone follower (written from the thread that woke it) that vanishes:
+  # the server lets it go, and its stream goes on for the next ones.
+  gone="$base/v1/stream/cli-gone"
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$gone"
+  curl -sN -m 30 "$gone?offset=now&live=sse" >"$work/gone" 2>/dev/null &
+  gone_pid=$!
+  for _ in $(seq 1 80); do
+    grep -q '^event: control' "$work/gone" 2>/dev/null && break; sleep 0.1
+  done
+  kill -KILL "$gone_pid"; wait "$gone_pid" 2>/dev/null
+  for n in 1 2 3 4; do
+    curl -s -o /dev/null -m 5 -X POST -H 'Content-Type: application/json' \
+      -d "[{\"n\":$n}]" "$gone"
+    sleep 0.2
+  done
+  expect "after a follower vanished, a new one reads its stream" 0 \
+    '^data:\[\{"n":1\},\{"n":2\},\{"n":3\},\{"n":4\}\]$' \
+    bash -c "curl -sN -m 5 '$gone?offset=-1&live=sse' | grep -m1 '^data:\\['"
+  expect "after a follower vanished, SSE followers still get new events" 0 \
+    '^data:\[\{"n":5\}\]$' bash -c "(sleep 1; curl -s -o /dev/null -m 5 -X POST \
+      -H 'Content-Type: application/json' -d '[{\"n\":5}]' '$gone') &
+      curl -sN -m 5 '$gone?offset=now&live=sse' | grep -m1 '^data:\\['"
   kill -TERM "$server_pid"
   code=""
   for _ in $(seq 1 100); do
