@@ -29,8 +29,10 @@ std::string key_of(const std::string& tenant, const std::string& ref) {
 
 void send_cursors(self_ptr self, size_t slot);
 
-void batch_done(self_ptr self, size_t slot) {
+void batch_done(self_ptr self, size_t slot, uint64_t generation) {
   auto& lane = self->state.cursor_lanes[slot];
+  if (lane.generation != generation)
+    return; // sent to a worker that died since: no longer counted
   if (--lane.in_flight == 0)
     send_cursors(self, slot);
 }
@@ -52,11 +54,12 @@ void send_cursors(self_ptr self, size_t slot) {
   lane.queued.clear();
   lane.keys.clear();
   ++lane.in_flight;
+  auto generation = lane.generation;
   self
     ->request(st.workers[slot], batch_timeout, cursor_atom::value,
               std::move(writes))
     .then(
-      [self, slot, promises](std::vector<cursor_write>& done) {
+      [self, slot, generation, promises](std::vector<cursor_write>& done) {
         auto& ps = *promises;
         for (size_t i = 0; i < ps.size(); ++i) {
           if (i >= done.size())
@@ -68,12 +71,12 @@ void send_cursors(self_ptr self, size_t slot) {
           else
             ps[i].deliver(done[i].written);
         }
-        batch_done(self, slot);
+        batch_done(self, slot, generation);
       },
-      [self, slot, promises](caf::error& err) {
+      [self, slot, generation, promises](caf::error& err) {
         for (auto& p : *promises)
           p.deliver(err);
-        batch_done(self, slot);
+        batch_done(self, slot, generation);
       });
 }
 
@@ -110,13 +113,21 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
   st.cursor_lanes.resize(st.workers.size());
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
-    for (auto& worker : st.workers) {
+    for (size_t i = 0; i < st.workers.size(); ++i) {
+      auto& worker = st.workers[i];
       if (worker.address() != msg.source)
         continue;
       log::error("registry", "worker died, replacing it",
                  {{"reason", describe(msg.reason)}});
       worker = st.make_worker(self->system());
       self->monitor(worker);
+      // Cursor writes waiting for a batch the dead worker may never answer
+      // go to its successor now (the old batch answers with an error or
+      // times out, uncounted).
+      auto& lane = st.cursor_lanes[i];
+      ++lane.generation;
+      lane.in_flight = 0;
+      send_cursors(self, i);
       return;
     }
   });

@@ -40,6 +40,9 @@ struct registry_state {
   struct cursor_lane {
     /// Batches sent and not answered yet.
     size_t in_flight = 0;
+    /// Counts the workers this lane had: a batch sent to an earlier one no
+    /// longer counts as in flight.
+    uint64_t generation = 0;
     std::vector<queued_cursor> queued;
     /// The bridges of `queued` (tenant, NUL, ref): a bridge's second write
     /// goes in a later statement than its first.

@@ -136,6 +136,27 @@ private:
   }
 };
 
+/// A registry (or worker) that never answers: it swallows every request.
+registry_actor::behavior_type silent_registry() {
+  return {
+    [](upsert_atom, std::string, std::string, std::string,
+       std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
+    [](touch_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+    [](caf::get_atom, std::string, std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
+    [](list_atom, std::string) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
+    [](stale_atom, std::string, int64_t) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
+    [](caf::delete_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+    [](caf::delete_atom, std::string, std::string, int64_t) -> caf::result<bool> { return caf::delegated<bool>{}; },
+    [](resume_atom) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
+    [](cursor_atom, std::string, std::string, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+    [](cursor_atom, std::vector<cursor_write>) -> caf::result<std::vector<cursor_write>> { return caf::delegated<std::vector<cursor_write>>{}; },
+    [](clear_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+    [](refs_atom, std::string) -> caf::result<std::vector<std::string>> { return caf::delegated<std::vector<std::string>>{}; },
+    [](epoch_atom, std::string, std::string) -> caf::result<int64_t> { return caf::delegated<int64_t>{}; },
+    [](caf::ping_atom) -> caf::result<caf::ok_atom> { return caf::delegated<caf::ok_atom>{}; },
+  };
+}
+
 struct config : caf::actor_system_config {
   config() {
     register_types(*this);
@@ -331,6 +352,48 @@ CAF_TEST(a failed cursor batch answers each of its writes with the error) {
   CAF_CHECK_EQUAL(answer(next), "true");
 }
 
+CAF_TEST(cursor writes waiting for a worker that dies go to its successor) {
+  // A pool of one whose first worker never answers.
+  std::vector<std::shared_ptr<scripted_backend>> later;
+  auto reg = sys.spawn(registry, size_t{1}, [&](caf::actor_system& s) {
+    if (later.empty()) {
+      workers.push_back(s.spawn(silent_registry));
+      later.push_back(nullptr);
+      return workers.back();
+    }
+    later.push_back(std::make_shared<scripted_backend>());
+    workers.push_back(s.spawn(registry_worker, later.back()));
+    return workers.back();
+  });
+  sched.run();
+  auto ref = refs_of(0, 1).front();
+  auto first = self->request(reg, caf::infinite, cursor_atom::value,
+                             std::string{"t1"}, ref, std::string{"h"},
+                             std::string{"0000000001"});
+  auto second = self->request(reg, caf::infinite, cursor_atom::value,
+                              std::string{"t1"}, ref, std::string{"h"},
+                              std::string{"0000000002"});
+  sched.run();
+  caf::anon_send_exit(workers.back(), caf::exit_reason::kill);
+  sched.run();
+  // The second went to the new worker at once, not after the first's
+  // batch timed out.
+  CAF_REQUIRE_EQUAL(later.size(), 2u);
+  CAF_REQUIRE_EQUAL(later[1]->batches, (std::vector<size_t>{1}));
+  CAF_CHECK_EQUAL(answer(second), "true");
+  // The first, lost with its worker, times out; the lane stays usable.
+  sched.trigger_timeouts();
+  sched.run();
+  CAF_CHECK_NOT_EQUAL(answer(first), "true");
+  auto third = self->request(reg, caf::infinite, cursor_atom::value,
+                             std::string{"t1"}, ref, std::string{"h"},
+                             std::string{"0000000003"});
+  sched.run();
+  CAF_CHECK_EQUAL(answer(third), "true");
+  CAF_CHECK_EQUAL(later[1]->batches, (std::vector<size_t>{1, 1}));
+  caf::anon_send_exit(reg, caf::exit_reason::user_shutdown);
+}
+
 CAF_TEST(registry replaces a worker that dies) {
   caf::anon_send_exit(workers[0], caf::exit_reason::kill);
   sched.run();
@@ -381,25 +444,7 @@ CAF_TEST(gateway reports the database error when the registry fails) {
 
 CAF_TEST(gateway reports a timeout when the registry does not answer) {
   // A registry that never answers: a plain actor that swallows the request.
-  auto silent = sys.spawn([]() -> registry_actor::behavior_type {
-    return {
-      [](upsert_atom, std::string, std::string, std::string,
-         std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
-      [](touch_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-      [](caf::get_atom, std::string, std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
-      [](list_atom, std::string) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
-      [](stale_atom, std::string, int64_t) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
-      [](caf::delete_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-      [](caf::delete_atom, std::string, std::string, int64_t) -> caf::result<bool> { return caf::delegated<bool>{}; },
-      [](resume_atom) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
-      [](cursor_atom, std::string, std::string, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-      [](cursor_atom, std::vector<cursor_write>) -> caf::result<std::vector<cursor_write>> { return caf::delegated<std::vector<cursor_write>>{}; },
-      [](clear_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-      [](refs_atom, std::string) -> caf::result<std::vector<std::string>> { return caf::delegated<std::vector<std::string>>{}; },
-      [](epoch_atom, std::string, std::string) -> caf::result<int64_t> { return caf::delegated<int64_t>{}; },
-      [](caf::ping_atom) -> caf::result<caf::ok_atom> { return caf::delegated<caf::ok_atom>{}; },
-    };
-  });
+  auto silent = sys.spawn(silent_registry);
   auto gw = sys.spawn(gateway, silent, manager_actor{},
                       std::chrono::milliseconds{100});
   std::optional<readiness> seen;
