@@ -1,5 +1,7 @@
 #include "actors/registry.hpp"
 
+#include <algorithm>
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -27,57 +29,99 @@ std::string key_of(const std::string& tenant, const std::string& ref) {
   return key;
 }
 
-void send_cursors(self_ptr self, size_t slot);
+bool is_invalid_input(const caf::error& err) {
+  return err.category() == error_category
+         && err.code() == static_cast<uint8_t>(ec::invalid_input);
+}
 
-void batch_done(self_ptr self, size_t slot, uint64_t generation) {
-  auto& lane = self->state.cursor_lanes[slot];
-  if (lane.generation != generation)
-    return; // sent to a worker that died since: no longer counted
-  if (--lane.in_flight == 0)
-    send_cursors(self, slot);
+bool is_receiver_down(const caf::error& err) {
+  return err.category() == caf::atom("system")
+         && err.code()
+              == static_cast<uint8_t>(caf::sec::request_receiver_down);
 }
 
 /// Sends the cursor writes queued for one worker as one batch.
+void send_cursors(self_ptr self, size_t slot);
+
+/// A batch is answered: the next one may go.
+void finish_batch(self_ptr self, size_t slot,
+                  const std::shared_ptr<registry_state::cursor_batch>& batch) {
+  auto& lane = self->state.cursor_lanes[slot];
+  auto& f = lane.in_flight;
+  f.erase(std::remove(f.begin(), f.end(), batch), f.end());
+  if (!lane.busy())
+    send_cursors(self, slot);
+}
+
 void send_cursors(self_ptr self, size_t slot) {
   auto& st = self->state;
   auto& lane = st.cursor_lanes[slot];
-  if (lane.queued.empty())
+  if (lane.queued.empty() || lane.orphaned)
     return;
-  std::vector<cursor_write> writes;
-  auto promises = std::make_shared<std::vector<caf::typed_response_promise<bool>>>();
-  writes.reserve(lane.queued.size());
-  promises->reserve(lane.queued.size());
-  for (auto& q : lane.queued) {
-    writes.push_back(std::move(q.write));
-    promises->push_back(std::move(q.promise));
-  }
+  auto batch = std::make_shared<registry_state::cursor_batch>();
+  batch->writes = std::move(lane.queued);
+  batch->generation = lane.generation;
   lane.queued.clear();
   lane.keys.clear();
-  ++lane.in_flight;
-  auto generation = lane.generation;
+  lane.in_flight.push_back(batch);
+  std::vector<cursor_write> writes;
+  writes.reserve(batch->writes.size());
+  for (auto& q : batch->writes)
+    writes.push_back(q.write);
   self
     ->request(st.workers[slot], batch_timeout, cursor_atom::value,
               std::move(writes))
     .then(
-      [self, slot, generation, promises](std::vector<cursor_write>& done) {
-        auto& ps = *promises;
-        for (size_t i = 0; i < ps.size(); ++i) {
+      [self, slot, batch](std::vector<cursor_write>& done) {
+        auto& qs = batch->writes;
+        for (size_t i = 0; i < qs.size(); ++i) {
           if (i >= done.size())
-            ps[i].deliver(make_error(ec::database_error,
-                                     "registry: a cursor batch came back "
-                                     "with fewer answers than writes"));
+            qs[i].done(make_error(ec::database_error,
+                                  "registry: a cursor batch came back with "
+                                  "fewer answers than writes"));
           else if (!done[i].refused.empty())
-            ps[i].deliver(make_error(ec::invalid_input, done[i].refused));
+            qs[i].done(make_error(ec::invalid_input, done[i].refused));
           else
-            ps[i].deliver(done[i].written);
+            qs[i].done(done[i].written);
         }
-        batch_done(self, slot, generation);
+        finish_batch(self, slot, batch);
       },
-      [self, slot, generation, promises](caf::error& err) {
-        for (auto& p : *promises)
-          p.deliver(err);
-        batch_done(self, slot, generation);
+      [self, slot, batch](caf::error& err) {
+        auto& lane = self->state.cursor_lanes[slot];
+        if (is_receiver_down(err)) {
+          // The worker died before it ran them: they go first to its
+          // successor (now, or when the registry hears of the death).
+          auto& q = lane.queued;
+          for (auto& w : batch->writes)
+            lane.keys.insert(key_of(w.write.tenant, w.write.ref));
+          q.insert(q.begin(), std::make_move_iterator(batch->writes.begin()),
+                   std::make_move_iterator(batch->writes.end()));
+          batch->writes.clear();
+          if (batch->generation == lane.generation)
+            lane.orphaned = true;
+          finish_batch(self, slot, batch);
+          return;
+        }
+        for (auto& q : batch->writes)
+          q.done(err);
+        finish_batch(self, slot, batch);
       });
+}
+
+/// Queues one cursor write for its worker; it goes at once if the worker is
+/// not busy with earlier ones.
+void queue_cursor(self_ptr self, cursor_write write,
+                  std::function<void(caf::expected<bool>)> done) {
+  auto& st = self->state;
+  auto slot = st.slot(write.tenant, write.ref);
+  auto& lane = st.cursor_lanes[slot];
+  auto key = key_of(write.tenant, write.ref);
+  if (lane.keys.count(key) > 0)
+    send_cursors(self, slot); // this bridge's earlier write goes first
+  lane.keys.insert(std::move(key));
+  lane.queued.push_back({std::move(write), std::move(done)});
+  if (!lane.busy())
+    send_cursors(self, slot);
 }
 
 /// The worker for a request about one bridge, once the cursor writes that
@@ -93,12 +137,17 @@ registry_actor keyed(self_ptr self, const std::string& tenant,
 } // namespace
 
 registry_state::~registry_state() {
-  for (auto& lane : cursor_lanes)
+  auto ended = [] {
+    return make_error(ec::database_error,
+                      "registry: it ended before the cursor was written");
+  };
+  for (auto& lane : cursor_lanes) {
     for (auto& q : lane.queued)
-      if (q.promise.pending())
-        q.promise.deliver(make_error(ec::database_error,
-                                     "registry: it ended before the cursor "
-                                     "was written"));
+      q.done(ended());
+    for (auto& batch : lane.in_flight)
+      for (auto& q : batch->writes)
+        q.done(ended());
+  }
 }
 
 registry_actor::behavior_type
@@ -126,7 +175,7 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
       // times out, uncounted).
       auto& lane = st.cursor_lanes[i];
       ++lane.generation;
-      lane.in_flight = 0;
+      lane.orphaned = false;
       send_cursors(self, i);
       return;
     }
@@ -170,29 +219,55 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
     },
     [self](cursor_atom, std::string& tenant, std::string& ref,
            std::string& handle, std::string& offset) -> caf::result<bool> {
-      auto& st = self->state;
-      auto slot = st.slot(tenant, ref);
-      auto& lane = st.cursor_lanes[slot];
-      auto key = key_of(tenant, ref);
-      if (lane.keys.count(key) > 0)
-        send_cursors(self, slot); // this bridge's earlier write goes first
       auto promise = self->make_response_promise<bool>();
-      lane.keys.insert(std::move(key));
-      lane.queued.push_back(
-        {cursor_write{std::move(tenant), std::move(ref), std::move(handle),
-                      std::move(offset), false, {}},
-         promise});
-      if (lane.in_flight == 0)
-        send_cursors(self, slot);
+      queue_cursor(self,
+                   cursor_write{std::move(tenant), std::move(ref),
+                                std::move(handle), std::move(offset), false,
+                                {}},
+                   [promise](caf::expected<bool> r) mutable {
+                     if (r)
+                       promise.deliver(*r);
+                     else
+                       promise.deliver(std::move(r.error()));
+                   });
       return promise;
     },
-    [self](cursor_atom atm, std::vector<cursor_write>& writes) {
-      // Goes to the worker of its first bridge.
-      auto worker = writes.empty()
-                      ? self->state.pick()
-                      : keyed(self, writes.front().tenant,
-                              writes.front().ref);
-      return self->delegate(worker, atm, std::move(writes));
+    [self](cursor_atom, std::vector<cursor_write>& writes)
+      -> caf::result<std::vector<cursor_write>> {
+      // Each write joins its own bridge's lane, as if sent alone; the
+      // answer comes when all have theirs.
+      if (writes.empty())
+        return std::vector<cursor_write>{};
+      struct joined {
+        std::vector<cursor_write> writes;
+        size_t left = 0;
+        caf::error err;
+        caf::typed_response_promise<std::vector<cursor_write>> promise;
+      };
+      auto j = std::make_shared<joined>();
+      j->promise = self->make_response_promise<std::vector<cursor_write>>();
+      j->writes = std::move(writes);
+      j->left = j->writes.size();
+      for (size_t i = 0; i < j->writes.size(); ++i) {
+        auto& w = j->writes[i];
+        w.written = false;
+        w.refused.clear();
+        queue_cursor(self, w, [j, i](caf::expected<bool> r) {
+          if (r)
+            j->writes[i].written = *r;
+          else if (is_invalid_input(r.error()))
+            j->writes[i].refused = error_message(r.error());
+          else if (!j->err)
+            j->err = std::move(r.error());
+          if (--j->left > 0)
+            return;
+          if (j->err)
+            j->promise.deliver(j->err);
+          else
+            j->promise.deliver(std::move(j->writes));
+        });
+      }
+      return j->promise;
     },
     [self](clear_atom atm, std::string& tenant, std::string& ref) {
       auto worker = keyed(self, tenant, ref);

@@ -6,7 +6,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include <caf/typed_response_promise.hpp>
+#include <caf/expected.hpp>
 
 #include "actors/actors.hpp"
 #include "storage/registry_store.hpp"
@@ -27,10 +27,18 @@ struct registry_state {
   size_t next = 0;
   registry_worker_factory make_worker;
 
-  /// A cursor write waiting for its worker, and who waits for its answer.
+  /// A cursor write waiting for its worker, and what becomes of its answer
+  /// (whether the row took it, or an error).
   struct queued_cursor {
     cursor_write write;
-    caf::typed_response_promise<bool> promise;
+    std::function<void(caf::expected<bool>)> done;
+  };
+
+  /// Cursor writes sent to a worker together.
+  struct cursor_batch {
+    std::vector<queued_cursor> writes;
+    /// The lane's generation when it went.
+    uint64_t generation = 0;
   };
 
   /// One worker's cursor writes. Every live bridge writes its cursor about
@@ -39,20 +47,32 @@ struct registry_state {
   /// when those finish (one commit for the lot, not one each).
   struct cursor_lane {
     /// Batches sent and not answered yet.
-    size_t in_flight = 0;
+    std::vector<std::shared_ptr<cursor_batch>> in_flight;
     /// Counts the workers this lane had: a batch sent to an earlier one no
-    /// longer counts as in flight.
+    /// longer holds back the queue.
     uint64_t generation = 0;
+    /// Its worker died with a batch unrun: the queue waits for the
+    /// successor.
+    bool orphaned = false;
     std::vector<queued_cursor> queued;
     /// The bridges of `queued` (tenant, NUL, ref): a bridge's second write
     /// goes in a later statement than its first.
     std::unordered_set<std::string> keys;
+
+    /// A batch sent to the current worker is not answered yet.
+    bool busy() const {
+      for (auto& b : in_flight)
+        if (b->generation == generation)
+          return true;
+      return false;
+    }
   };
 
   /// Parallel to `workers`.
   std::vector<cursor_lane> cursor_lanes;
 
-  /// Answers the writes still queued: the registry ends.
+  /// Answers the writes queued or in flight with an error: the registry
+  /// ends.
   ~registry_state();
 
   /// The worker for a request about many bridges: the next in turn.

@@ -109,6 +109,17 @@ caf::error check_key(const std::string& tenant, const std::string& ref) {
   return check_ref(ref);
 }
 
+/// Locks the rows of `keys_json` ([[tenant, ref, ...], ...]) in key order
+/// before a statement changes them all: two such statements at once (the
+/// pool's workers) then wait for each other instead of deadlocking.
+void lock_in_key_order(pqxx::work& tx, const std::string& keys_json) {
+  tx.exec_params("SELECT 1 FROM entity_bridges b, "
+                 "jsonb_array_elements($1::jsonb) AS k "
+                 "WHERE b.tenant_id = k->>0 AND b.source_ref = k->>1 "
+                 "ORDER BY b.tenant_id, b.source_ref FOR UPDATE OF b",
+                 keys_json);
+}
+
 } // namespace
 
 struct registry_store::impl {
@@ -345,6 +356,7 @@ registry_store::update_cursors(std::vector<cursor_write> writes) {
     return registry_backend::update_cursors(std::move(writes));
   auto moved = impl_->db.run([&](pqxx::connection& conn) {
     pqxx::work tx{conn};
+    lock_in_key_order(tx, json);
     // As update_cursor: never backwards on the same handle.
     auto r = tx.exec_params(
       "UPDATE entity_bridges b SET shape_handle = w->>2, "
@@ -458,6 +470,7 @@ advance_idle_cursors(pg_connection& db,
   json += ']';
   return db.run([&](pqxx::connection& conn) {
     pqxx::work tx{conn};
+    lock_in_key_order(tx, json);
     auto r = tx.exec_params(
       "UPDATE entity_bridges b SET shape_offset = $2, updated_at = now() "
       "FROM jsonb_array_elements($3::jsonb) AS k "

@@ -91,7 +91,9 @@ public:
     batches.push_back(writes.size());
     for (auto& w : writes) {
       log.push_back("cursor " + w.ref + " " + w.offset);
-      w.written = w.handle != "missing";
+      if (w.handle == "refused")
+        w.refused = "cursor handle refused";
+      w.written = w.handle != "missing" && w.refused.empty();
     }
     return writes;
   }
@@ -137,7 +139,10 @@ private:
 };
 
 /// A registry (or worker) that never answers: it swallows every request.
-registry_actor::behavior_type silent_registry() {
+/// With `quit_on_batch`, it ends on the first batch of cursor writes,
+/// before answering it (what it has queued then is bounced).
+registry_actor::behavior_type silent_registry(registry_actor::pointer self,
+                                              bool quit_on_batch) {
   return {
     [](upsert_atom, std::string, std::string, std::string,
        std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
@@ -149,7 +154,11 @@ registry_actor::behavior_type silent_registry() {
     [](caf::delete_atom, std::string, std::string, int64_t) -> caf::result<bool> { return caf::delegated<bool>{}; },
     [](resume_atom) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
     [](cursor_atom, std::string, std::string, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-    [](cursor_atom, std::vector<cursor_write>) -> caf::result<std::vector<cursor_write>> { return caf::delegated<std::vector<cursor_write>>{}; },
+    [self, quit_on_batch](cursor_atom, std::vector<cursor_write>) -> caf::result<std::vector<cursor_write>> {
+    if (quit_on_batch)
+      self->quit(caf::exit_reason::user_shutdown);
+    return caf::delegated<std::vector<cursor_write>>{};
+  },
     [](clear_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
     [](refs_atom, std::string) -> caf::result<std::vector<std::string>> { return caf::delegated<std::vector<std::string>>{}; },
     [](epoch_atom, std::string, std::string) -> caf::result<int64_t> { return caf::delegated<int64_t>{}; },
@@ -207,10 +216,15 @@ struct fixture : test_coordinator_fixture<config> {
   }
 
   /// Asks the registry to write a cursor; `answer` tells what it answered.
+  auto cursor_to(const registry_actor& reg, const std::string& ref,
+                 const std::string& offset, const std::string& handle = "h") {
+    return self->request(reg, caf::infinite, cursor_atom::value,
+                         std::string{"t1"}, ref, handle, offset);
+  }
+
   auto write_cursor(const std::string& ref, const std::string& offset,
                     const std::string& handle = "h") {
-    return self->request(registry_handle, caf::infinite, cursor_atom::value,
-                         std::string{"t1"}, ref, handle, offset);
+    return cursor_to(registry_handle, ref, offset, handle);
   }
 
   /// "true", "false" or the error's message.
@@ -357,7 +371,7 @@ CAF_TEST(cursor writes waiting for a worker that dies go to its successor) {
   std::vector<std::shared_ptr<scripted_backend>> later;
   auto reg = sys.spawn(registry, size_t{1}, [&](caf::actor_system& s) {
     if (later.empty()) {
-      workers.push_back(s.spawn(silent_registry));
+      workers.push_back(s.spawn(silent_registry, false));
       later.push_back(nullptr);
       return workers.back();
     }
@@ -367,12 +381,8 @@ CAF_TEST(cursor writes waiting for a worker that dies go to its successor) {
   });
   sched.run();
   auto ref = refs_of(0, 1).front();
-  auto first = self->request(reg, caf::infinite, cursor_atom::value,
-                             std::string{"t1"}, ref, std::string{"h"},
-                             std::string{"0000000001"});
-  auto second = self->request(reg, caf::infinite, cursor_atom::value,
-                              std::string{"t1"}, ref, std::string{"h"},
-                              std::string{"0000000002"});
+  auto first = cursor_to(reg, ref, "0000000001");
+  auto second = cursor_to(reg, ref, "0000000002");
   sched.run();
   caf::anon_send_exit(workers.back(), caf::exit_reason::kill);
   sched.run();
@@ -384,14 +394,94 @@ CAF_TEST(cursor writes waiting for a worker that dies go to its successor) {
   // The first, lost with its worker, times out; the lane stays usable.
   sched.trigger_timeouts();
   sched.run();
-  CAF_CHECK_NOT_EQUAL(answer(first), "true");
-  auto third = self->request(reg, caf::infinite, cursor_atom::value,
-                             std::string{"t1"}, ref, std::string{"h"},
-                             std::string{"0000000003"});
+  CAF_CHECK_EQUAL(answer(first), "request_timeout");
+  auto third = cursor_to(reg, ref, "0000000003");
   sched.run();
   CAF_CHECK_EQUAL(answer(third), "true");
   CAF_CHECK_EQUAL(later[1]->batches, (std::vector<size_t>{1, 1}));
   caf::anon_send_exit(reg, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(cursor writes bounced by a worker that died go to its successor) {
+  // The first worker ends on the first batch, bouncing the second one.
+  std::vector<std::shared_ptr<scripted_backend>> made;
+  auto reg = sys.spawn(registry, size_t{1}, [&](caf::actor_system& s) {
+    made.push_back(made.empty() ? nullptr
+                                : std::make_shared<scripted_backend>());
+    if (made.back())
+      workers.push_back(s.spawn(registry_worker, made.back()));
+    else
+      workers.push_back(s.spawn(silent_registry, true));
+    return workers.back();
+  });
+  sched.run();
+  auto x = cursor_to(reg, "0000000000000001", "0000000001"); // goes alone
+  auto y = cursor_to(reg, "0000000000000002", "0000000001"); // waits
+  // A request about y sends y's write first: both batches reach the worker.
+  auto touched = self->request(reg, caf::infinite, touch_atom::value,
+                               std::string{"t1"},
+                               std::string{"0000000000000002"});
+  sched.run();
+  CAF_REQUIRE_EQUAL(made.size(), 2u);
+  CAF_REQUIRE_EQUAL(made[1]->batches, (std::vector<size_t>{1}));
+  CAF_CHECK_EQUAL(made[1]->log, (std::vector<std::string>{
+                                  "cursor 0000000000000002 0000000001"}));
+  CAF_CHECK_EQUAL(answer(y), "true");
+  CAF_CHECK_EQUAL(answer(touched), "request_receiver_down"); // bounced too
+  sched.trigger_timeouts();
+  sched.run();
+  CAF_CHECK_EQUAL(answer(x), "request_timeout");
+  caf::anon_send_exit(reg, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(a registry that ends answers the cursor writes it holds) {
+  auto reg = sys.spawn(registry, size_t{1}, [&](caf::actor_system& s) {
+    workers.push_back(s.spawn(silent_registry, false));
+    return workers.back();
+  });
+  sched.run();
+  auto sent = cursor_to(reg, "0000000000000001", "0000000001");
+  auto queued = cursor_to(reg, "0000000000000002", "0000000001");
+  sched.run();
+  caf::anon_send_exit(reg, caf::exit_reason::user_shutdown);
+  sched.run();
+  CAF_CHECK_EQUAL(answer(sent),
+                  "registry: it ended before the cursor was written");
+  CAF_CHECK_EQUAL(answer(queued),
+                  "registry: it ended before the cursor was written");
+}
+
+CAF_TEST(a batch of cursor writes sent to the registry joins each lane) {
+  auto a = refs_of(0, 2);
+  auto b = refs_of(1, 1);
+  auto busy = write_cursor(a[0], "0000000001"); // lane 0 busy: a[1] waits
+  std::vector<cursor_write> writes{
+    {"t1", a[1], "h", "0000000002", false, {}},
+    {"t1", b[0], "missing", "0000000001", false, {}},
+    {"t1", b[0], "refused", "0000000002", false, {}},
+  };
+  auto response = self->request(registry_handle, caf::infinite,
+                                cursor_atom::value, writes);
+  sched.run();
+  CAF_CHECK_EQUAL(answer(busy), "true");
+  std::vector<cursor_write> done;
+  response.receive([&](std::vector<cursor_write>& x) { done = std::move(x); },
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_REQUIRE_EQUAL(done.size(), 3u);
+  CAF_CHECK(done[0].written && done[0].refused.empty());
+  CAF_CHECK(!done[1].written && done[1].refused.empty());
+  CAF_CHECK(!done[2].written);
+  CAF_CHECK_EQUAL(done[2].refused, "cursor handle refused");
+  // Lane 0: the busy write alone, then a[1]; lane 1: b[0] twice, in order,
+  // in separate statements.
+  CAF_CHECK_EQUAL(backends[0]->batches, (std::vector<size_t>{1, 1}));
+  CAF_CHECK_EQUAL(backends[1]->batches, (std::vector<size_t>{1, 1}));
+  CAF_CHECK_EQUAL(backends[1]->log,
+                  (std::vector<std::string>{"cursor " + b[0] + " 0000000001",
+                                            "cursor " + b[0] + " 0000000002"}));
+  auto refused = write_cursor(b[0], "0000000003", "refused");
+  sched.run();
+  CAF_CHECK_EQUAL(answer(refused), "cursor handle refused");
 }
 
 CAF_TEST(registry replaces a worker that dies) {
@@ -444,7 +534,7 @@ CAF_TEST(gateway reports the database error when the registry fails) {
 
 CAF_TEST(gateway reports a timeout when the registry does not answer) {
   // A registry that never answers: a plain actor that swallows the request.
-  auto silent = sys.spawn(silent_registry);
+  auto silent = sys.spawn(silent_registry, false);
   auto gw = sys.spawn(gateway, silent, manager_actor{},
                       std::chrono::milliseconds{100});
   std::optional<readiness> seen;
