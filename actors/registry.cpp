@@ -29,11 +29,6 @@ std::string key_of(const std::string& tenant, const std::string& ref) {
   return key;
 }
 
-bool is_invalid_input(const caf::error& err) {
-  return err.category() == error_category
-         && err.code() == static_cast<uint8_t>(ec::invalid_input);
-}
-
 bool is_receiver_down(const caf::error& err) {
   return err.category() == caf::atom("system")
          && err.code()
@@ -255,7 +250,7 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
         queue_cursor(self, w, [j, i](caf::expected<bool> r) {
           if (r)
             j->writes[i].written = *r;
-          else if (is_invalid_input(r.error()))
+          else if (has_code(r.error(), ec::invalid_input))
             j->writes[i].refused = error_message(r.error());
           else if (!j->err)
             j->err = std::move(r.error());

@@ -81,14 +81,9 @@ struct registry_state {
     return workers[next];
   }
 
-  /// The worker for a request about one bridge: always the same one, so
-  /// that one bridge's writes (cursor, clear) run in the order sent.
-  const registry_actor& pick(const std::string& tenant,
-                             const std::string& ref) {
-    return workers[slot(tenant, ref)];
-  }
-
-  /// The index of `pick(tenant, ref)`.
+  /// The index of the worker for a request about one bridge: always the
+  /// same one, so that one bridge's writes (cursor, clear) run in the order
+  /// sent.
   size_t slot(const std::string& tenant, const std::string& ref) const {
     std::hash<std::string> hash;
     return (hash(tenant) * 31 + hash(ref)) % workers.size();

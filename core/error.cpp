@@ -59,6 +59,11 @@ std::string error_message(const caf::error& err) {
   return describe(err);
 }
 
+bool has_code(const caf::error& err, ec code) {
+  return err && err.category() == error_category
+         && err.code() == static_cast<uint8_t>(code);
+}
+
 caf::error make_error(ec code) {
   return caf::error{static_cast<uint8_t>(code), error_category};
 }

@@ -51,6 +51,9 @@ std::string error_message(const caf::error& err);
 
 caf::error make_error(ec code);
 
+/// Whether `err` is ours and has `code`.
+bool has_code(const caf::error& err, ec code);
+
 caf::error make_error(ec code, std::string context);
 
 } // namespace ebridge

@@ -19,8 +19,7 @@ registry_backend::update_cursors(std::vector<cursor_write> writes) {
     auto r = update_cursor(w.tenant, w.ref, w.handle, w.offset);
     if (r)
       w.written = *r;
-    else if (r.error().category() == error_category
-             && r.error().code() == static_cast<uint8_t>(ec::invalid_input))
+    else if (has_code(r.error(), ec::invalid_input))
       w.refused = error_message(r.error());
     else
       return r.error();
@@ -107,6 +106,32 @@ caf::error check_key(const std::string& tenant, const std::string& ref) {
   if (auto err = check_text("tenant", tenant, 256))
     return err;
   return check_ref(ref);
+}
+
+/// Appends one row of texts to a JSON array of arrays being built ("[" so
+/// far, or rows already): the keyed statements take their rows as one
+/// parameter.
+void append_json_row(std::string& json,
+                     std::initializer_list<const std::string*> texts) {
+  if (json.size() > 1)
+    json += ',';
+  json += '[';
+  for (auto* text : texts) {
+    if (json.back() != '[')
+      json += ',';
+    append_js_string(json, *text);
+  }
+  json += ']';
+}
+
+/// The (tenant, ref) of each row a statement returned as its first two
+/// columns.
+std::vector<bridge_key> keys_of(const pqxx::result& r) {
+  std::vector<bridge_key> keys;
+  keys.reserve(r.size());
+  for (auto row : r)
+    keys.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
+  return keys;
 }
 
 /// Locks the rows of `keys_json` ([[tenant, ref, ...], ...]) in key order
@@ -336,15 +361,7 @@ registry_store::update_cursors(std::vector<cursor_write> writes) {
       continue;
     }
     keys.emplace_back(w.tenant, w.ref);
-    if (json.size() > 1)
-      json += ',';
-    json += '[';
-    for (auto* text : {&w.tenant, &w.ref, &w.handle, &w.offset}) {
-      if (text != &w.tenant)
-        json += ',';
-      append_js_string(json, *text);
-    }
-    json += ']';
+    append_json_row(json, {&w.tenant, &w.ref, &w.handle, &w.offset});
   }
   json += ']';
   if (keys.empty())
@@ -368,10 +385,7 @@ registry_store::update_cursors(std::vector<cursor_write> writes) {
       "RETURNING b.tenant_id, b.source_ref",
       json);
     tx.commit();
-    std::vector<bridge_key> result;
-    result.reserve(r.size());
-    for (auto row : r)
-      result.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
+    auto result = keys_of(r);
     std::sort(result.begin(), result.end());
     return result;
   });
@@ -459,13 +473,7 @@ advance_idle_cursors(pg_connection& db,
   for (auto& [tenant, ref] : keys) {
     if (auto err = check_key(tenant, ref))
       return err;
-    if (json.size() > 1)
-      json += ',';
-    json += '[';
-    append_js_string(json, tenant);
-    json += ',';
-    append_js_string(json, ref);
-    json += ']';
+    append_json_row(json, {&tenant, &ref});
   }
   json += ']';
   return db.run([&](pqxx::connection& conn) {
@@ -479,11 +487,7 @@ advance_idle_cursors(pg_connection& db,
       "RETURNING b.tenant_id, b.source_ref",
       handle, offset, json);
     tx.commit();
-    std::vector<bridge_key> moved;
-    moved.reserve(r.size());
-    for (auto row : r)
-      moved.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
-    return moved;
+    return keys_of(r);
   });
 }
 

@@ -31,3 +31,13 @@ CAF_TEST(every code has a name) {
   for (int i = 0; i <= static_cast<int>(ec::shutting_down); ++i)
     CAF_CHECK_NOT_EQUAL(std::string{to_string(static_cast<ec>(i))}, "unknown");
 }
+
+CAF_TEST(has code tells our codes apart and ignores CAF codes) {
+  CAF_CHECK(has_code(make_error(ec::invalid_input, "x"), ec::invalid_input));
+  CAF_CHECK(!has_code(make_error(ec::timeout), ec::invalid_input));
+  // A CAF error with the same number is not ours.
+  caf::error caf_err{static_cast<uint8_t>(ec::invalid_input),
+                     caf::atom("system")};
+  CAF_CHECK(!has_code(caf_err, ec::invalid_input));
+  CAF_CHECK(!has_code(caf::error{}, ec::invalid_input));
+}
