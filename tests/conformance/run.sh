@@ -7,9 +7,9 @@ ebridge=${1:?usage: run.sh PATH_TO_EBRIDGE}
 : "${TEST_DATABASE_URL:?TEST_DATABASE_URL is not set: run through scripts/test}"
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ ! -d "$here/node_modules/@durable-streams/server-conformance-tests" ]]; then
-  # npm install, not npm ci: npm 11 refuses this lock over a Windows-only
-  # optional dependency; the pins are the same.
-  (cd "$here" && npm install --no-audit --no-fund) || { echo "npm install failed"; exit 1; }
+  # npm ci: installs exactly the lock and never rewrites it (the lock lists
+  # the Windows-only optional dependency npm 11 expects, so it accepts it).
+  (cd "$here" && npm ci --no-audit --no-fund) || { echo "npm ci failed"; exit 1; }
 fi
 work=$(mktemp -d /tmp/ebridge-conformance.XXXXXX)
 pid=""
