@@ -10,7 +10,10 @@
 
 #include "actors/type_ids.hpp"
 #include "core/member.hpp"
+#include "core/readiness.hpp"
+#include "core/tags.hpp"
 #include "storage/replication.hpp"
+#include "storage/snapshot.hpp"
 #include "storage/stream_store.hpp"
 
 namespace ebridge {
@@ -103,12 +106,6 @@ struct sink_append {
   std::vector<std::string> events;
 };
 
-/// A register's answer.
-struct registration {
-  std::string source_ref;
-  std::string stream_url;
-};
-
 /// What a bridge reports about itself.
 struct bridge_status {
   std::string phase;
@@ -118,19 +115,12 @@ struct bridge_status {
   size_t in_flight = 0;
 };
 
-/// The rows of one view at one snapshot, and what that snapshot saw.
+/// A snapshot worker's answer: the view's snapshot for the source's
+/// subscriber `subscriber`, or why there is none.
 struct snapshot_result {
-  /// The source's id of the subscription it was taken for.
   uint64_t subscriber = 0;
   std::string error;
-  std::vector<member_row> rows;
-  /// pg_current_snapshot(): transactions below xmin are visible, from xmax
-  /// on not, between visible unless in xip (low 32 bits, as pgoutput's).
-  uint64_t xmin = 0;
-  uint64_t xmax = 0;
-  std::vector<uint64_t> xip;
-  /// The WAL position when the snapshot was taken: no later commit is in it.
-  uint64_t wal_lsn = 0;
+  view_snapshot snapshot;
 };
 
 /// Idle bridges whose cursors move to one position (a source's request to
@@ -141,13 +131,6 @@ struct idle_advance {
   std::vector<bridge_key> keys;
   /// The source's subscriber ids, in the order of `keys`.
   std::vector<uint64_t> subscribers;
-};
-
-/// What the node reports about its readiness to serve.
-struct readiness {
-  bool ready = false;
-  /// Empty when ready, else what is wrong.
-  std::string reason;
 };
 
 /// A completion from the HTTP layer: called once, from an actor, and posts

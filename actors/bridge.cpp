@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/tags.hpp"
@@ -56,12 +57,6 @@ std::string offset_of_stream_seq(const std::string& stream_seq) {
 namespace {
 
 using self_ptr = bridge_actor::stateful_pointer<bridge_state>;
-
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
 
 void fail(self_ptr self, const caf::error& err) {
   auto& st = self->state;
@@ -152,7 +147,7 @@ void push_step(self_ptr self, source_cursor at,
                                    st.next_seq++};
   append.stream_seq = make_stream_seq(st.epoch, at.offset,
                                       append.producer.seq);
-  auto ts = now_ms();
+  auto ts = wall_ms();
   append.events.reserve(events.size());
   for (auto& ev : events)
     append.events.push_back(to_json(ev, ts));

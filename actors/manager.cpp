@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/tags.hpp"
@@ -18,12 +19,6 @@ namespace ebridge {
 namespace {
 
 using self_ptr = manager_actor::stateful_pointer<manager_state>;
-
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
 
 bridge_config bridge_config_for(const manager_config& cfg,
                                 const manager_state::key& k,
@@ -63,7 +58,7 @@ void sweep(self_ptr self) {
   for (auto& [k, e] : st.bridges)
     tenants.insert(k.first);
   auto& cfg = st.cfg;
-  auto cutoff = now_ms() - cfg.idle_ttl.count();
+  auto cutoff = wall_ms() - cfg.idle_ttl.count();
   auto pending = std::make_shared<size_t>(tenants.size());
   auto done = [self, pending] {
     if (--*pending == 0)

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/node.hpp"
+#include "app/node.hpp"
 #include "config/options.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"

@@ -1,4 +1,4 @@
-#include "actors/node.hpp"
+#include "app/node.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -21,6 +21,7 @@
 #include "actors/sink.hpp"
 #include "actors/source.hpp"
 #include "actors/registry.hpp"
+#include "app/actor_views.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/tags.hpp"
@@ -180,7 +181,8 @@ int run_serve(const options& opts) {
   api_cfg.sse_keepalive = std::min(opts.long_poll_timeout,
                                    std::chrono::milliseconds{15000});
   streams_api streams{*store, io, api_cfg};
-  route_targets targets{gateway_handle, manager_handle, &streams};
+  actor_views views{gateway_handle, manager_handle};
+  route_targets targets{&views, &streams};
   http_limits limits;
   limits.max_body = opts.http_max_body;
   http_server server{io,

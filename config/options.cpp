@@ -12,7 +12,7 @@
 #include <libpq-fe.h>
 
 #include "core/error.hpp"
-#include "storage/replication.hpp"
+#include "core/identifiers.hpp"
 
 extern char** environ;
 

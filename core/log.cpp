@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "core/clock.hpp"
 #include "core/member.hpp"
 
 namespace ebridge {
@@ -88,12 +89,6 @@ void append_value(std::string& out, std::string_view value) {
   out += '"';
 }
 
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
-
 } // namespace
 
 void set_level(log_level level) {
@@ -133,7 +128,7 @@ std::string format_fields(std::string_view component, std::string_view event,
 void write(log_level level, std::string_view component, std::string_view event,
            std::initializer_list<log_field> fields) {
   std::string line = "ts=";
-  line += iso8601_utc_ms(now_ms());
+  line += iso8601_utc_ms(wall_ms());
   line += " level=";
   line += to_string(level);
   line += ' ';

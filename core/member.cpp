@@ -231,6 +231,21 @@ caf::expected<std::string> canonical_json(std::string_view text) {
   return dump(*value);
 }
 
+const std::array<entity_column, 12> entity_column_table{{
+  {"tenant_id", "text", nullptr},
+  {"url", "text", &entity_columns::url},
+  {"type", "text", &entity_columns::type},
+  {"status", "text", &entity_columns::status},
+  {"tags", "jsonb", &entity_columns::tags},
+  {"spawn_args", "jsonb", &entity_columns::spawn_args},
+  {"parent", "text", &entity_columns::parent},
+  {"type_revision", "integer", &entity_columns::type_revision},
+  {"inbox_schemas", "jsonb", &entity_columns::inbox_schemas},
+  {"state_schemas", "jsonb", &entity_columns::state_schemas},
+  {"created_at", "bigint", &entity_columns::created_at},
+  {"updated_at", "bigint", &entity_columns::updated_at},
+}};
+
 caf::expected<member_row> make_member_row(const entity_columns& columns) {
   member_row row;
   if (auto err = read_text(columns.url, "url", row.url))

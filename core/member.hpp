@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -25,6 +26,19 @@ struct entity_columns {
   std::optional<std::string> created_at;
   std::optional<std::string> updated_at;
 };
+
+/// A column of `entities` that ebridge reads: its name, its type as
+/// Postgres' format_type() prints it, and the field of `entity_columns` its
+/// text goes to (nullptr for tenant_id, which scopes a row but is no field).
+struct entity_column {
+  std::string_view name;
+  std::string_view sql_type;
+  std::optional<std::string> entity_columns::*field;
+};
+
+/// Every column ebridge reads, one table for the migration check, the
+/// snapshot query and the replication decoder.
+extern const std::array<entity_column, 12> entity_column_table;
 
 /// One member of a view, as SEED.md's member row. JSON-valued fields hold
 /// canonical compact JSON text (object keys sorted, no whitespace), so two

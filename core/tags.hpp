@@ -54,6 +54,12 @@ std::string source_ref(const tag_set& tags);
 /// The path of a bridge stream: `/_entities/<ref>`.
 std::string stream_path(std::string_view ref);
 
+/// A register's answer: the view's source ref and its stream's path.
+struct registration {
+  std::string source_ref;
+  std::string stream_url;
+};
+
 /// True if `ref` has the shape of a source ref (16 lowercase hex digits).
 bool is_source_ref(std::string_view ref);
 

@@ -3,13 +3,13 @@
 #include <atomic>
 #include <memory>
 
-#include <caf/send.hpp>
-
 #include "core/error.hpp"
 #include "core/tags.hpp"
 #include "net/streams_api.hpp"
 
 namespace ebridge {
+
+view_service::~view_service() = default;
 
 namespace {
 
@@ -89,12 +89,10 @@ void ensure_stream(const route_targets& targets, http_request& req,
     respond(json_error(400, "INVALID_REQUEST", error_message(tags.error())));
     return;
   }
-  caf::anon_send(targets.gateway, register_atom::value, default_tenant,
-                 to_json(*tags),
-                 registration_callback{
-                   [respond](caf::expected<registration> r) {
-                     respond(registration_response(r));
-                   }});
+  targets.views->register_view(default_tenant, to_json(*tags),
+                               [respond](caf::expected<registration> r) {
+                                 respond(registration_response(r));
+                               });
 }
 
 /// Reads of a bridge stream touch it and count as a reader until the
@@ -103,17 +101,17 @@ void read_entities(const route_targets& targets, http_request req,
                    http_responder respond) {
   auto path = req.path();
   auto ref = std::string{path.substr(entities_prefix.size())};
-  auto manager = targets.manager;
-  caf::anon_send(manager, touch_atom::value, default_tenant, ref);
+  auto* views = targets.views;
+  views->touch(default_tenant, ref);
   if (req.method != "GET") {
     targets.streams->handle(std::move(req), std::move(respond), true);
     return;
   }
-  caf::anon_send(manager, reader_open_atom::value, default_tenant, ref);
+  views->reader_open(default_tenant, ref);
   auto closed = std::make_shared<std::atomic<bool>>(false);
-  auto close = [manager, ref, closed] {
+  auto close = [views, ref, closed] {
     if (!closed->exchange(true))
-      caf::anon_send(manager, reader_close_atom::value, default_tenant, ref);
+      views->reader_close(default_tenant, ref);
   };
   auto counted = [respond, close](http_response res) {
     if (!res.stream) {
@@ -158,17 +156,17 @@ void handle_request(const route_targets& targets, http_request req,
       respond(health_response());
       return;
     }
-    caf::anon_send(targets.gateway, ready_atom::value,
-                   readiness_callback{[respond](readiness state) {
-                     respond(readiness_response(state));
-                   }});
+    targets.views->check_ready([respond](readiness state) {
+      respond(readiness_response(state));
+    });
     return;
   }
   if (path.empty() || path.front() != '/' || path == "/") {
     respond(json_error(404, "NOT_FOUND", "no stream at " + std::string{path}));
     return;
   }
-  bool bridge_stream = path.compare(0, 11, "/_entities/") == 0;
+  bool bridge_stream
+    = path.compare(0, entities_prefix.size(), entities_prefix) == 0;
   targets.streams->handle(std::move(req), std::move(respond), bridge_stream);
 }
 

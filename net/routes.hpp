@@ -2,8 +2,10 @@
 
 #include <string_view>
 
-#include "actors/actors.hpp"
+#include "core/readiness.hpp"
+#include "core/tags.hpp"
 #include "net/http.hpp"
+#include "net/view_service.hpp"
 
 namespace ebridge {
 
@@ -22,8 +24,7 @@ class streams_api;
 
 /// What the routes hand requests to.
 struct route_targets {
-  gateway_actor gateway;
-  manager_actor manager;
+  view_service* views;
   streams_api* streams;
 };
 

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/tags.hpp"
 #include "net/ds_protocol.hpp"
@@ -71,7 +72,7 @@ std::string cursor_for(const http_request& req) {
     if (i != query->end())
       client = &i->second;
   }
-  return ds::next_cursor(store_now_ms(), client, jitter());
+  return ds::next_cursor(wall_ms(), client, jitter());
 }
 
 /// Splits a request body into messages: JSON mode flattens one array level.
@@ -574,7 +575,7 @@ struct streams_api::sse_session
   std::shared_ptr<io_runtime::timer> deadline;
 
   std::string cursor() {
-    return ds::next_cursor(store_now_ms(),
+    return ds::next_cursor(wall_ms(),
                            cursor_param.empty() ? nullptr : &cursor_param,
                            jitter());
   }

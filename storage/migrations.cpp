@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/log.hpp"
+#include "core/member.hpp"
 #include "storage/database.hpp"
 
 namespace ebridge {
@@ -160,15 +161,6 @@ caf::expected<std::vector<int>> migrate(pg_connection& db) {
 }
 
 caf::error check_entities_table(pg_connection& db) {
-  // The columns the bridge reads, with the types it expects.
-  static const std::map<std::string, std::string> expected_columns = {
-    {"tenant_id", "text"},      {"url", "text"},
-    {"type", "text"},           {"status", "text"},
-    {"tags", "jsonb"},          {"spawn_args", "jsonb"},
-    {"parent", "text"},         {"type_revision", "integer"},
-    {"inbox_schemas", "jsonb"}, {"state_schemas", "jsonb"},
-    {"created_at", "bigint"},   {"updated_at", "bigint"},
-  };
   auto problems = db.run([](pqxx::connection& conn) {
     std::vector<std::string> result;
     pqxx::read_transaction tx{conn};
@@ -184,7 +176,9 @@ caf::error check_entities_table(pg_connection& db) {
            "FROM pg_attribute WHERE attrelid = to_regclass('entities') "
            "AND attnum > 0 AND NOT attisdropped"))
       actual[row[0].as<std::string>()] = row[1].as<std::string>();
-    for (auto& [name, type] : expected_columns) {
+    for (auto& column : entity_column_table) {
+      std::string name{column.name};
+      std::string type{column.sql_type};
       auto i = actual.find(name);
       if (i == actual.end())
         result.push_back("column " + name + " (" + type + ") is missing");

@@ -579,28 +579,10 @@ caf::expected<entity_tuple> make_entity_tuple(const relation_msg& relation,
     return width_mismatch("the tuple", tuple.size());
   if (old_tuple != nullptr && old_tuple->size() != relation.columns.size())
     return width_mismatch("the old tuple", old_tuple->size());
-  using field = std::optional<std::string> entity_columns::*;
-  struct target {
-    std::string_view name;
-    field member; // nullptr for tenant_id
-  };
-  static constexpr std::array<target, 12> targets{{
-    {"tenant_id", nullptr},
-    {"url", &entity_columns::url},
-    {"type", &entity_columns::type},
-    {"status", &entity_columns::status},
-    {"tags", &entity_columns::tags},
-    {"spawn_args", &entity_columns::spawn_args},
-    {"parent", &entity_columns::parent},
-    {"type_revision", &entity_columns::type_revision},
-    {"inbox_schemas", &entity_columns::inbox_schemas},
-    {"state_schemas", &entity_columns::state_schemas},
-    {"created_at", &entity_columns::created_at},
-    {"updated_at", &entity_columns::updated_at},
-  }};
+  const auto& targets = entity_column_table;
   entity_tuple result;
   std::optional<std::string> tenant_id;
-  std::array<bool, targets.size()> seen{};
+  std::array<bool, entity_column_table.size()> seen{};
   for (size_t i = 0; i < relation.columns.size(); ++i) {
     const auto& name = relation.columns[i].name;
     size_t t = 0;
@@ -627,10 +609,10 @@ caf::expected<entity_tuple> make_entity_tuple(const relation_msg& relation,
         value = (*old_tuple)[i].text;
         break;
     }
-    if (targets[t].member == nullptr)
+    if (targets[t].field == nullptr)
       tenant_id = std::move(value);
     else
-      result.columns.*(targets[t].member) = std::move(value);
+      result.columns.*(targets[t].field) = std::move(value);
   }
   for (size_t t = 0; t < targets.size(); ++t)
     if (!seen[t])

@@ -325,14 +325,6 @@ std::string feed_identity::handle() const {
   return system_id + "/" + slot + "/" + std::to_string(generation);
 }
 
-bool is_feed_name(std::string_view name) {
-  return !name.empty() && name.size() <= 63
-         && std::all_of(name.begin(), name.end(), [](char c) {
-              return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-                     || c == '_';
-            });
-}
-
 replication_reader::replication_reader(replication_config cfg,
                                        txn_handler on_txn,
                                        event_handler on_event)

@@ -12,6 +12,7 @@
 
 #include <caf/expected.hpp>
 
+#include "core/identifiers.hpp"
 #include "storage/pgoutput.hpp"
 
 namespace ebridge {
@@ -113,8 +114,5 @@ private:
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
-
-/// True for a name usable as slot or publication: [a-z0-9_], 1–63 chars.
-bool is_feed_name(std::string_view name);
 
 } // namespace ebridge

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/thread.hpp"
@@ -29,9 +30,6 @@
 namespace ebridge {
 
 namespace {
-
-std::mutex clock_mutex;
-std::function<int64_t()> test_clock;
 
 /// Sync one file at a time up to this many files per group; beyond, one
 /// syncfs is cheaper than many fdatasyncs.
@@ -199,69 +197,6 @@ bool read_all(int fd, char* data, size_t size, uint64_t pos) {
 
 } // namespace
 
-std::string media_type(std::string_view content_type) {
-  auto type = content_type.substr(0, content_type.find(';'));
-  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.back())))
-    type.remove_suffix(1);
-  while (!type.empty()
-         && std::isspace(static_cast<unsigned char>(type.front())))
-    type.remove_prefix(1);
-  std::string result{type};
-  for (auto& c : result)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return result;
-}
-
-bool is_json(std::string_view content_type) {
-  return media_type(content_type) == "application/json";
-}
-
-const char* to_string(store_status status) {
-  switch (status) {
-    case store_status::ok:
-      return "ok";
-    case store_status::exists:
-      return "exists";
-    case store_status::duplicate:
-      return "duplicate";
-    case store_status::not_found:
-      return "not_found";
-    case store_status::config_conflict:
-      return "config_conflict";
-    case store_status::content_type_mismatch:
-      return "content_type_mismatch";
-    case store_status::closed:
-      return "closed";
-    case store_status::stream_seq_conflict:
-      return "stream_seq_conflict";
-    case store_status::stale_epoch:
-      return "stale_epoch";
-    case store_status::seq_gap:
-      return "seq_gap";
-    case store_status::bad_epoch_seq:
-      return "bad_epoch_seq";
-    case store_status::unavailable:
-      return "unavailable";
-  }
-  return "unknown";
-}
-
-int64_t store_now_ms() {
-  {
-    std::lock_guard<std::mutex> guard{clock_mutex};
-    if (test_clock)
-      return test_clock();
-  }
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
-
-void set_store_clock_for_tests(std::function<int64_t()> clock) {
-  std::lock_guard<std::mutex> guard{clock_mutex};
-  test_clock = std::move(clock);
-}
-
 struct stream_store::impl {
   config cfg;
   std::string streams_dir;
@@ -322,7 +257,7 @@ struct stream_store::impl {
     std::unique_lock<std::mutex> guard{e->mtx};
     if (e->removed)
       return nullptr;
-    if (!expired(*e, store_now_ms()))
+    if (!expired(*e, wall_ms()))
       return e;
     guard.unlock();
     drop(name, e, nullptr);
@@ -531,90 +466,42 @@ struct stream_store::impl {
       done(std::move(r));
       return;
     }
-    auto reject = [&](write_result r) {
-      guard.unlock();
-      done(std::move(r));
-    };
-    e.last_access_ms = store_now_ms();
+    e.last_access_ms = wall_ms();
     producer_state* producer = nullptr;
+    admission_state state;
     if (req.producer) {
-      auto& stamp = *req.producer;
-      auto i = e.producers.find(stamp.id);
+      auto i = e.producers.find(req.producer->id);
       if (i != e.producers.end()) {
-        auto& known = i->second;
-        if (stamp.epoch < known.epoch) {
-          auto r = make_result(store_status::stale_epoch, e,
-                               "producer epoch is stale");
-          r.producer_epoch = known.epoch;
-          r.producer_seq = known.seq;
-          return reject(std::move(r));
-        }
-        if (stamp.epoch == known.epoch && stamp.seq <= known.seq) {
-          // A retry of something stored: acknowledge it once everything
-          // before it is durable, change nothing.
-          auto r = make_result(store_status::duplicate, e);
-          r.producer_epoch = known.epoch;
-          r.producer_seq = known.seq;
-          pending_op op;
-          op.entry = ep;
-          op.tail_after = e.tail;
-          op.result = std::move(r);
-          op.done = std::move(done);
-          enqueue(std::move(op));
-          return;
-        }
-        if (stamp.epoch > known.epoch && stamp.seq != 0) {
-          auto r = make_result(store_status::bad_epoch_seq, e,
-                               "a new producer epoch must start at seq 0");
-          r.producer_epoch = known.epoch;
-          r.producer_seq = known.seq;
-          return reject(std::move(r));
-        }
-        if (stamp.epoch == known.epoch && stamp.seq > known.seq + 1) {
-          auto r = make_result(store_status::seq_gap, e,
-                               "producer sequence gap");
-          r.producer_epoch = known.epoch;
-          r.producer_seq = known.seq;
-          r.expected_seq = known.seq + 1;
-          r.received_seq = stamp.seq;
-          return reject(std::move(r));
-        }
-        producer = &known;
-      } else if (stamp.seq != 0) {
-        auto r = make_result(store_status::seq_gap, e,
-                             "an unknown producer must start at seq 0");
-        r.producer_epoch = stamp.epoch;
-        r.expected_seq = 0;
-        r.received_seq = stamp.seq;
-        return reject(std::move(r));
+        producer = &i->second;
+        state.producer = producer_position{producer->epoch, producer->seq};
       }
     }
-    if (e.closed) {
-      if (req.closes && req.messages.empty() && !req.producer) {
-        // Closing a closed stream is idempotent: acknowledge once the
-        // close before it is durable.
-        pending_op op;
-        op.entry = ep;
-        op.tail_after = e.tail;
-        op.result = make_result(store_status::ok, e);
-        op.done = std::move(done);
-        enqueue(std::move(op));
+    state.stream_seq = e.stream_seq;
+    state.closed = e.closed;
+    state.content_type = e.header.content_type;
+    auto verdict = admit_append(
+      state, append_claims{req.producer, req.stream_seq, req.content_type,
+                           !req.messages.empty(), req.closes});
+    if (verdict.what != admission::action::write) {
+      auto r = make_result(verdict.status, e, std::move(verdict.message));
+      r.producer_epoch = verdict.producer_epoch;
+      r.producer_seq = verdict.producer_seq;
+      r.expected_seq = verdict.expected_seq;
+      r.received_seq = verdict.received_seq;
+      if (verdict.what == admission::action::refuse) {
+        guard.unlock();
+        done(std::move(r));
         return;
       }
-      return reject(make_result(store_status::closed, e, "the stream is closed"));
+      // Answered once everything before it is durable.
+      pending_op op;
+      op.entry = ep;
+      op.tail_after = e.tail;
+      op.result = std::move(r);
+      op.done = std::move(done);
+      enqueue(std::move(op));
+      return;
     }
-    if (!req.content_type.empty() && !req.messages.empty()
-        && media_type(req.content_type) != media_type(e.header.content_type))
-      return reject(make_result(store_status::content_type_mismatch, e,
-                                "content type " + req.content_type
-                                  + " does not match the stream's "
-                                  + e.header.content_type));
-    if (!req.stream_seq.empty() && !e.stream_seq.empty()
-        && req.stream_seq <= e.stream_seq)
-      return reject(make_result(store_status::stream_seq_conflict, e,
-                                "Stream-Seq " + req.stream_seq
-                                  + " is not greater than "
-                                  + e.stream_seq));
     // Accepted: advance the submitted state and queue the record.
     append_record record;
     record.messages = std::move(req.messages);
@@ -778,7 +665,7 @@ struct stream_store::impl {
     e->durable_tail = e->tail;
     e->durable_closed = e->closed;
     // A restart counts as access: a sliding TTL never ends early.
-    e->last_access_ms = store_now_ms();
+    e->last_access_ms = wall_ms();
     if (!e->header.expires_at.empty()
         && e->header.expires_at_ms <= e->last_access_ms) {
       ::unlink(path.c_str());
@@ -888,7 +775,7 @@ void stream_store::create(const std::string& name, create_request req,
   e->header.ttl_seconds = req.ttl_seconds;
   e->header.expires_at = req.expires_at;
   e->header.expires_at_ms = req.expires_at_ms;
-  e->header.created_ms = store_now_ms();
+  e->header.created_ms = wall_ms();
   e->json = is_json(req.content_type);
   e->file = *file;
   e->last_access_ms = e->header.created_ms;
@@ -1039,7 +926,7 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
       result.status = store_status::unavailable;
       return result;
     }
-    e->last_access_ms = store_now_ms();
+    e->last_access_ms = wall_ms();
     result.content_type = e->header.content_type;
     file = e->file;
     offset = std::min(offset, e->durable_tail);

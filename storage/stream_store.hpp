@@ -10,38 +10,9 @@
 #include <caf/expected.hpp>
 
 #include "storage/stream_log.hpp"
+#include "storage/stream_rules.hpp"
 
 namespace ebridge {
-
-/// How a store operation ended. The HTTP layer maps these to status codes;
-/// bridges use them directly.
-enum class store_status : uint8_t {
-  /// Appended, created, closed or deleted.
-  ok,
-  /// Create of an existing stream with the same configuration.
-  exists,
-  /// A producer retry of a request already stored: nothing changed.
-  duplicate,
-  not_found,
-  /// Create of an existing stream with another configuration.
-  config_conflict,
-  /// The append's content type differs from the stream's.
-  content_type_mismatch,
-  /// The stream is closed: no more data.
-  closed,
-  /// Stream-Seq did not increase.
-  stream_seq_conflict,
-  /// Producer epoch lower than the current one.
-  stale_epoch,
-  /// Producer sequence skipped ahead (or unknown producer not at 0).
-  seq_gap,
-  /// A new producer epoch must start at sequence 0.
-  bad_epoch_seq,
-  /// The stream's log cannot be used (I/O error or corruption).
-  unavailable,
-};
-
-const char* to_string(store_status status);
 
 /// Where a store operation left the stream.
 struct write_result {
@@ -182,16 +153,5 @@ private:
 
   std::unique_ptr<impl> impl_;
 };
-
-/// The lowercased media type of a Content-Type, without parameters.
-std::string media_type(std::string_view content_type);
-
-/// True for JSON mode (`application/json`, any parameters).
-bool is_json(std::string_view content_type);
-
-/// Milliseconds since the epoch, the store's clock (replaceable in tests).
-int64_t store_now_ms();
-
-void set_store_clock_for_tests(std::function<int64_t()> clock);
 
 } // namespace ebridge

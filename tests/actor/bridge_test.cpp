@@ -321,12 +321,12 @@ CAF_TEST(a restart takes a new epoch so nothing is dropped as a duplicate) {
   batch(b, "0001", {upsert("a", "idle")});
   up_to_date(b, "0001");
   batch(b, "0002", {upsert("b", "idle")});
-  auto epoch1 = snk->streams[stream].producers.begin()->second.first;
+  auto epoch1 = snk->streams[stream].producers.begin()->second.epoch;
   caf::anon_send_exit(b, caf::exit_reason::kill);
   sched.run();
   auto b2 = start();
   batch(b2, "0003", {upsert("c", "idle")});
-  auto epoch2 = snk->streams[stream].producers.begin()->second.first;
+  auto epoch2 = snk->streams[stream].producers.begin()->second.epoch;
   CAF_CHECK_GREATER(epoch2, epoch1);
   CAF_CHECK_EQUAL(snk->duplicates, 0);
   CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b", "insert c"}));

@@ -62,12 +62,12 @@ fake_source(std::shared_ptr<source_record> rec) {
   };
 }
 
-/// One stream of the fake sink, with the producer and Stream-Seq rules of
-/// the real store.
+/// One stream of the fake sink, judged by the real store's rules
+/// (`admit_append`).
 struct fake_stream {
   std::vector<std::string> messages;
   std::string stream_seq;
-  std::map<std::string, std::pair<uint64_t, uint64_t>> producers;
+  std::map<std::string, producer_position> producers;
 };
 
 struct sink_record {
@@ -91,26 +91,21 @@ inline sink_actor::behavior_type fake_sink(std::shared_ptr<sink_record> rec) {
       }
       auto& s = rec->streams[a.stream];
       auto& p = a.producer;
-      auto i = s.producers.find(p.id);
-      if (i != s.producers.end()) {
-        auto [epoch, seq] = i->second;
-        if (p.epoch < epoch)
-          return make_error(ec::invalid_input, "stale producer epoch");
-        if (p.epoch == epoch && p.seq <= seq) {
-          ++rec->duplicates;
-          return uint64_t{s.messages.size()};
-        }
-        if (p.epoch == epoch && p.seq != seq + 1)
-          return make_error(ec::invalid_input, "producer sequence gap");
-        if (p.epoch > epoch && p.seq != 0)
-          return make_error(ec::invalid_input, "new epoch must start at 0");
-      } else if (p.seq != 0) {
-        return make_error(ec::invalid_input, "unknown producer not at 0");
+      admission_state state;
+      if (auto i = s.producers.find(p.id); i != s.producers.end())
+        state.producer = i->second;
+      state.stream_seq = s.stream_seq;
+      std::optional<producer_stamp> stamp{p};
+      auto verdict = admit_append(state, append_claims{stamp, a.stream_seq, {},
+                                                       !a.events.empty(),
+                                                       false});
+      if (verdict.what == admission::action::refuse)
+        return make_error(ec::invalid_input, verdict.message);
+      if (verdict.what == admission::action::acknowledge) {
+        ++rec->duplicates;
+        return uint64_t{s.messages.size()};
       }
-      if (!a.stream_seq.empty() && !s.stream_seq.empty()
-          && a.stream_seq <= s.stream_seq)
-        return make_error(ec::invalid_input, "Stream-Seq did not increase");
-      s.producers[p.id] = {p.epoch, p.seq};
+      s.producers[p.id] = producer_position{p.epoch, p.seq};
       if (!a.stream_seq.empty())
         s.stream_seq = a.stream_seq;
       for (auto& e : a.events)

@@ -218,8 +218,8 @@ CAF_TEST(start resumes every persisted bridge from its cursor) {
   sched.run();
   auto& producers = snk->streams[stream_path(ref_a)].producers;
   CAF_REQUIRE_EQUAL(producers.size(), 1u);
-  CAF_CHECK_LESS_OR_EQUAL(producers.begin()->second.first, 3u);
-  CAF_CHECK_EQUAL(producers.begin()->second.first,
+  CAF_CHECK_LESS_OR_EQUAL(producers.begin()->second.epoch, 3u);
+  CAF_CHECK_EQUAL(producers.begin()->second.epoch,
                   static_cast<uint64_t>(row_of(ref_a).producer_epoch));
 }
 
@@ -282,7 +282,7 @@ CAF_TEST(a bridge started by a register before the resume answers keeps asking) 
   auto& stream = snk->streams[stream_path(ref_x)];
   CAF_CHECK_EQUAL(stream.messages.size(), 2u);
   CAF_REQUIRE_EQUAL(stream.producers.size(), 1u);
-  CAF_CHECK_EQUAL(stream.producers.begin()->second.first, 3u);
+  CAF_CHECK_EQUAL(stream.producers.begin()->second.epoch, 3u);
   caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
 }
 

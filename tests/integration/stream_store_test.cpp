@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "storage/stream_store.hpp"
 #include "tests/test_util.hpp"
@@ -34,7 +35,7 @@ struct fixture {
 
   ~fixture() {
     store.reset();
-    set_store_clock_for_tests(nullptr);
+    set_wall_clock_for_tests(nullptr);
     std::string cmd = "rm -rf '" + dir + "'";
     if (std::system(cmd.c_str()) != 0)
       CAF_MESSAGE("could not remove " << dir);
@@ -472,7 +473,7 @@ CAF_TEST(waiters wake on durable data and on close) {
 
 CAF_TEST(a sliding ttl expires an idle stream and a read renews it) {
   int64_t now = 1'000'000;
-  set_store_clock_for_tests([&] { return now; });
+  set_wall_clock_for_tests([&] { return now; });
   create_request req;
   req.content_type = "text/plain";
   req.ttl_seconds = 10;
