@@ -113,6 +113,9 @@ struct bridge_status {
   int64_t epoch = 0;
   source_cursor cursor;
   size_t in_flight = 0;
+  /// The last read of its stream it heard of (epoch ms; 0: none since it
+  /// started).
+  int64_t last_activity_ms = 0;
 };
 
 /// A snapshot worker's answer: the view's snapshot for the source's
@@ -179,8 +182,21 @@ using bridge_actor = caf::typed_actor<
   caf::reacts_to<source_error_atom, uint64_t, std::string>,
   // Internal: a scheduled retry of a resync.
   caf::reacts_to<retry_atom, uint64_t>,
+  // Forget the cursor and rebuild the view from a snapshot (an operator's
+  // or the monitor's request): what left meanwhile is deleted.
+  caf::reacts_to<resync_atom>,
+  // A client read the view's stream: the bridge keeps its last activity
+  // (GC reads it through status) and writes it to the registry at most
+  // once per touch interval.
+  caf::reacts_to<touch_atom>,
+  // Ends the bridge gracefully: it stops following the source, and answers
+  // and ends once its appends in flight are durable and its cursor is
+  // persisted (GC and handoffs).
+  caf::replies_to<stop_atom>::with<caf::ok_atom>,
   // Internal: time to write the trailing cursor.
   caf::reacts_to<cursor_atom>,
+  // Internal: the touch interval ended.
+  caf::reacts_to<touch_due_atom>,
   // Answers once the first bootstrap is durable (at once when resumed).
   caf::replies_to<ready_atom>::with<caf::ok_atom>,
   caf::replies_to<status_atom>::with<bridge_status>>;

@@ -72,12 +72,21 @@ auto failer(self_ptr self) {
   return [self](caf::error& err) { fail(self, err); };
 }
 
+/// Answers who waits for the view to be ready (its first bootstrap is
+/// durable, or it resumed from its cursor).
+void answer_ready(bridge_state& st) {
+  for (auto& promise : st.ready_waiters)
+    promise.deliver(caf::ok_atom::value);
+  decltype(st.ready_waiters){}.swap(st.ready_waiters); // and its memory
+}
+
 bool resyncing(const bridge_state& st) {
   return st.phase == bridge_phase::bootstrapping
          || st.phase == bridge_phase::resyncing;
 }
 
 void advance(self_ptr self);
+void finish_stop_if_done(self_ptr self);
 
 /// Tells the source the current subscription made everything up to `at`
 /// durable.
@@ -118,6 +127,7 @@ void persist(self_ptr self, source_cursor at) {
           st.to_persist.reset();
           persist(self, std::move(next));
         }
+        finish_stop_if_done(self);
       },
       failer(self));
 }
@@ -185,9 +195,7 @@ void advance(self_ptr self) {
                 {{"ref", st.cfg.source_ref},
                  {"members", std::to_string(st.members.size())}});
       persist(self, s.at);
-      for (auto& promise : st.ready_waiters)
-        promise.deliver(caf::ok_atom::value);
-      decltype(st.ready_waiters){}.swap(st.ready_waiters); // and its memory
+      answer_ready(st);
     } else if (st.phase == bridge_phase::live) {
       if (s.appended && st.cfg.cursor_interval.count() > 0) {
         // Durable in the stream, whose Stream-Seq records the offset: a
@@ -210,6 +218,47 @@ void advance(self_ptr self) {
   // Most bridges sit idle with no step: they hold no buffer either.
   if (st.steps.empty())
     decltype(st.steps){}.swap(st.steps);
+  finish_stop_if_done(self);
+}
+
+/// A stopping bridge ends once nothing is in flight: its appends are
+/// durable and its last cursor (the trailing one too) is persisted.
+void finish_stop_if_done(self_ptr self) {
+  auto& st = self->state;
+  if (!st.stopping || !st.steps.empty() || st.persisting)
+    return;
+  if (st.trailing && st.phase == bridge_phase::live) {
+    auto at = std::move(*st.trailing);
+    st.trailing.reset();
+    persist(self, std::move(at));
+    return;
+  }
+  log::info("bridge", "stopped", {{"ref", st.cfg.source_ref}});
+  st.phase = bridge_phase::stopped;
+  for (auto& promise : st.stop_waiters)
+    promise.deliver(caf::ok_atom::value);
+  st.stop_waiters.clear();
+  self->quit(caf::exit_reason::user_shutdown);
+}
+
+/// Writes the view's last activity to the registry, then waits a touch
+/// interval before the next write.
+void write_touch(self_ptr self) {
+  auto& st = self->state;
+  st.touch_armed = true;
+  st.touch_dirty = false;
+  auto& cfg = st.cfg;
+  self->delayed_send(self, cfg.touch_interval, touch_due_atom::value);
+  self
+    ->request(cfg.registry, cfg.request_timeout, touch_atom::value,
+              cfg.tenant, cfg.source_ref)
+    .then([](bool) {},
+          [self](caf::error& err) {
+            // Activity is advisory (GC asks the bridge too): no failure.
+            log::debug("bridge", "cannot record activity",
+                       {{"ref", self->state.cfg.source_ref},
+                        {"error", describe(err)}});
+          });
 }
 
 void subscribe(self_ptr self, source_cursor from) {
@@ -305,7 +354,12 @@ void begin(self_ptr self, const std::string& last, source_cursor cursor,
   st.cursor = std::move(cursor);
   st.epoch = epoch;
   st.next_seq = 0;
-  if (st.cursor.empty()) {
+  if (st.stopping) {
+    finish_stop_if_done(self);
+    return;
+  }
+  if (st.cursor.empty() || st.force_resync) {
+    st.force_resync = false;
     resync(self);
     return;
   }
@@ -314,6 +368,7 @@ void begin(self_ptr self, const std::string& last, source_cursor cursor,
   st.skip_until = std::max(st.cursor.offset, last);
   st.phase = bridge_phase::live;
   st.bootstrapped = true;
+  answer_ready(st);
   log::info("bridge", "resumed",
             {{"ref", st.cfg.source_ref},
              {"members", std::to_string(st.members.size())},
@@ -384,7 +439,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
   return {
     [self](change_batch& batch) {
       auto& st = self->state;
-      if (batch.subscription != st.subscription
+      if (batch.subscription != st.subscription || st.stopping
           || (st.phase != bridge_phase::live && !resyncing(st)))
         return;
       if (!st.skip_until.empty() && batch.at.offset <= st.skip_until) {
@@ -403,7 +458,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
     },
     [self](up_to_date_atom, up_to_date_msg& msg) {
       auto& st = self->state;
-      if (msg.subscription != st.subscription)
+      if (msg.subscription != st.subscription || st.stopping)
         return;
       if (st.phase == bridge_phase::live) {
         // Nothing changed for this view up to there: the cursor moves on
@@ -427,7 +482,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
     },
     [self](refetch_atom, uint64_t subscription) {
       auto& st = self->state;
-      if (subscription != st.subscription)
+      if (subscription != st.subscription || st.stopping)
         return;
       log::warn("bridge", "must refetch", {{"ref", st.cfg.source_ref}});
       if (resyncing(st)) {
@@ -440,7 +495,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
     },
     [self](source_error_atom, uint64_t subscription, std::string& reason) {
       auto& st = self->state;
-      if (subscription != st.subscription)
+      if (subscription != st.subscription || st.stopping)
         return;
       ++st.failures;
       auto delay = backoff(st);
@@ -449,6 +504,44 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
                  {"error", reason},
                  {"retry_ms", std::to_string(delay.count())}});
       schedule_resync(self, delay);
+    },
+    [self](resync_atom) {
+      auto& st = self->state;
+      if (st.stopping)
+        return;
+      log::info("bridge", "resync requested", {{"ref", st.cfg.source_ref}});
+      if (st.phase == bridge_phase::loading)
+        st.force_resync = true; // decided once the stream is folded
+      else
+        schedule_resync(self, std::chrono::milliseconds{0});
+    },
+    [self](touch_atom) {
+      auto& st = self->state;
+      st.last_activity_ms = wall_ms();
+      if (st.touch_armed)
+        st.touch_dirty = true;
+      else
+        write_touch(self);
+    },
+    [self](touch_due_atom) {
+      auto& st = self->state;
+      st.touch_armed = false;
+      if (st.touch_dirty)
+        write_touch(self);
+    },
+    [self](stop_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto promise = self->make_response_promise<caf::ok_atom>();
+      st.stop_waiters.push_back(promise);
+      if (!st.stopping) {
+        st.stopping = true;
+        // Nothing more from the source; what is in flight completes.
+        self->send(st.cfg.source, caf::unsubscribe_atom::value,
+                   caf::actor_cast<bridge_actor>(self));
+        if (st.phase != bridge_phase::loading)
+          finish_stop_if_done(self);
+      }
+      return promise;
     },
     [self](cursor_atom) {
       auto& st = self->state;
@@ -461,7 +554,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
     },
     [self](retry_atom, uint64_t token) {
       auto& st = self->state;
-      if (token != st.subscription)
+      if (token != st.subscription || st.stopping)
         return;
       st.resync_scheduled = false;
       resync(self);
@@ -477,7 +570,7 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
     [self](status_atom) {
       auto& st = self->state;
       return bridge_status{to_string(st.phase), st.members.size(), st.epoch,
-                           st.cursor, st.steps.size()};
+                           st.cursor, st.steps.size(), st.last_activity_ms};
     },
   };
 }

@@ -42,6 +42,9 @@ struct bridge_config {
   /// the stream anyway): one cursor write per interval, not per batch.
   /// Zero: written after every batch.
   std::chrono::milliseconds cursor_interval{0};
+  /// At most one registry activity write per interval, however often the
+  /// view is read (every read touches it).
+  std::chrono::milliseconds touch_interval{60000};
   /// Set for a bridge's first start after the node's start-up: it starts
   /// from these instead of asking the registry (two round trips, one a
   /// committed write, per bridge). A restart asks: an epoch is used once.
@@ -102,6 +105,10 @@ struct bridge_state {
   /// A cursor to write at the next interval (live, appended batches).
   std::unique_ptr<source_cursor> trailing;
   std::vector<caf::response_promise> ready_waiters;
+  /// Who waits for a graceful stop.
+  std::vector<caf::response_promise> stop_waiters;
+  /// The last read of the view it heard of (epoch ms).
+  int64_t last_activity_ms = 0;
   bridge_phase phase = bridge_phase::loading;
   int failures = 0;
   // (The flags together: one word, not one each.)
@@ -110,6 +117,13 @@ struct bridge_state {
   bool trailing_scheduled = false;
   bool bootstrapped = false;
   bool resync_scheduled = false;
+  /// A resync was asked for while the bridge was loading.
+  bool force_resync = false;
+  /// A touch was written less than touch_interval ago; another came since.
+  bool touch_armed = false;
+  bool touch_dirty = false;
+  /// A stop was asked for: the bridge ends once its steps are done.
+  bool stopping = false;
 
   static inline const char* name = "bridge";
 };

@@ -7,6 +7,7 @@
 
 #include <caf/actor_clock.hpp>
 
+#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 
 namespace ebridge {
@@ -14,7 +15,7 @@ namespace ebridge {
 struct gateway_state {
   registry_actor registry;
   manager_actor manager;
-  std::chrono::milliseconds timeout{5000};
+  std::chrono::milliseconds timeout = defaults::registry_timeout;
   /// Readiness callers waiting for the one database check in flight.
   std::vector<std::function<void(readiness)>> waiting;
   /// The last answer and when it came: reused for a second, so that probes

@@ -32,7 +32,51 @@ bridge_config bridge_config_for(const manager_config& cfg,
   b.registry = cfg.registry;
   b.request_timeout = cfg.request_timeout;
   b.cursor_interval = cfg.cursor_interval;
+  b.touch_interval = cfg.touch_interval;
   return b;
+}
+
+/// The bridge for `k`, spawned (and monitored) if it does not run;
+/// `resume` goes to a bridge spawned now. The manager notes when a bridge
+/// it spawned reaches live (see `stable_after`).
+bridge_actor& ensure(self_ptr self, const manager_state::key& k,
+                     const std::string& tags,
+                     std::shared_ptr<const bridge_resume> resume = nullptr) {
+  auto& st = self->state;
+  auto& e = st.bridges[k];
+  if (e.tags.empty())
+    e.tags = tags;
+  if (!e.bridge) {
+    auto b = bridge_config_for(st.cfg, k, e.tags);
+    b.resume = std::move(resume);
+    e.bridge = self->spawn(bridge, std::move(b));
+    e.live_since.reset();
+    self->monitor(e.bridge);
+    auto spawned = e.bridge;
+    self->request(spawned, caf::infinite, ready_atom::value)
+      .then(
+        [self, k, spawned](caf::ok_atom) {
+          auto& st = self->state;
+          auto i = st.bridges.find(k);
+          if (i != st.bridges.end() && i->second.bridge == spawned)
+            i->second.live_since = self->clock().now();
+        },
+        [](caf::error&) {
+          // It died first: the down handler restarts it.
+        });
+  }
+  return e.bridge;
+}
+
+/// Ends a bridge the manager no longer wants: gracefully (its appends in
+/// flight and its cursor finish), or killed if it does not end in time.
+void retire(self_ptr self, const bridge_actor& b) {
+  auto& cfg = self->state.cfg;
+  self->request(b, cfg.request_timeout, stop_atom::value)
+    .then([](caf::ok_atom) {},
+          [self, b](caf::error&) {
+            self->send_exit(b, caf::exit_reason::kill);
+          });
 }
 
 /// A bridge resumed with a cursor that died or was collected may never
@@ -46,6 +90,8 @@ void stop_awaiting(self_ptr self, manager_state::entry& e) {
   --st.resuming;
   self->send(st.cfg.source, resuming_atom::value, st.resuming);
 }
+
+void collect(self_ptr self, const manager_state::key& k, int64_t cutoff);
 
 /// Collects idle bridges: keeps referenced ones (touching them) and those
 /// with readers; stops the others and deletes their rows (not streams).
@@ -84,34 +130,27 @@ void sweep(self_ptr self) {
                 for (auto& row : stale) {
                   manager_state::key k{tenant, row.source_ref};
                   if (referenced.count(row.source_ref) > 0
-                      || st.readers[k] > 0)
+                      || st.readers.count(k) > 0)
                     continue;
-                  // Delete only if still idle: a register since the listing
-                  // wins over the GC.
-                  self
-                    ->request(st.cfg.registry, st.cfg.request_timeout,
-                              caf::delete_atom::value, tenant,
-                              row.source_ref, cutoff)
-                    .then(
-                      [self, k](bool deleted) {
-                        auto& st = self->state;
-                        if (!deleted)
-                          return;
-                        auto i = st.bridges.find(k);
-                        if (i == st.bridges.end())
-                          return;
-                        log::info("manager", "collected idle bridge",
-                                  {{"tenant", k.first}, {"ref", k.second}});
-                        if (i->second.bridge)
-                          self->send_exit(i->second.bridge,
-                                          caf::exit_reason::user_shutdown);
-                        stop_awaiting(self, i->second);
-                        st.bridges.erase(i);
-                      },
-                      [](caf::error& err) {
-                        log::warn("manager", "gc delete failed",
-                                  {{"error", describe(err)}});
-                      });
+                  auto i = st.bridges.find(k);
+                  if (i != st.bridges.end() && i->second.bridge) {
+                    // Its bridge may have heard of reads the registry has
+                    // not yet (touches are written once an interval).
+                    self
+                      ->request(i->second.bridge, st.cfg.request_timeout,
+                                status_atom::value)
+                      .then(
+                        [self, k, cutoff](bridge_status& status) {
+                          if (status.last_activity_ms < cutoff)
+                            collect(self, k, cutoff);
+                        },
+                        [](caf::error& err) {
+                          log::warn("manager", "gc status failed",
+                                    {{"error", describe(err)}});
+                        });
+                    continue;
+                  }
+                  collect(self, k, cutoff);
                 }
                 done();
               },
@@ -128,22 +167,36 @@ void sweep(self_ptr self) {
   }
 }
 
-} // namespace
-
-bridge_actor& manager_state::ensure(caf::local_actor* self, const key& k,
-                                    const std::string& tags,
-                                    std::shared_ptr<const bridge_resume> resume) {
-  auto& e = bridges[k];
-  if (e.tags.empty())
-    e.tags = tags;
-  if (!e.bridge) {
-    auto b = bridge_config_for(cfg, k, e.tags);
-    b.resume = std::move(resume);
-    e.bridge = self->spawn(bridge, std::move(b));
-    self->monitor(e.bridge);
-  }
-  return e.bridge;
+/// Deletes a bridge's registry row if it is still idle since before
+/// `cutoff` (a register since the listing wins over the GC), then ends the
+/// bridge.
+void collect(self_ptr self, const manager_state::key& k, int64_t cutoff) {
+  auto& st = self->state;
+  self
+    ->request(st.cfg.registry, st.cfg.request_timeout, caf::delete_atom::value,
+              k.first, k.second, cutoff)
+    .then(
+                      [self, k](bool deleted) {
+                        auto& st = self->state;
+                        if (!deleted)
+                          return;
+                        auto i = st.bridges.find(k);
+                        if (i == st.bridges.end())
+                          return;
+                        log::info("manager", "collected idle bridge",
+                                  {{"tenant", k.first}, {"ref", k.second}});
+                        if (i->second.bridge)
+                          retire(self, i->second.bridge);
+                        stop_awaiting(self, i->second);
+                        st.bridges.erase(i);
+                      },
+                      [](caf::error& err) {
+                        log::warn("manager", "gc delete failed",
+                                  {{"error", describe(err)}});
+                      });
 }
+
+} // namespace
 
 manager_actor::behavior_type
 manager(manager_actor::stateful_pointer<manager_state> self,
@@ -158,8 +211,13 @@ manager(manager_actor::stateful_pointer<manager_state> self,
         continue;
       e.bridge = nullptr;
       stop_awaiting(self, e);
-      if (msg.reason == caf::exit_reason::user_shutdown)
+      if (msg.reason == caf::exit_reason::user_shutdown
+          || msg.reason == caf::exit_reason::normal)
         return;
+      if (e.live_since
+          && self->clock().now() - *e.live_since >= st.cfg.stable_after)
+        e.deaths = 0; // it had recovered: a new failure, not the old one
+      e.live_since.reset();
       ++e.deaths;
       auto shift = std::min(e.deaths - 1, 16);
       auto delay = std::min(st.cfg.restart_max,
@@ -206,7 +264,7 @@ manager(manager_actor::stateful_pointer<manager_state> self,
           if (st.bridges.count(k) == 0)
             resume = std::make_shared<const bridge_resume>(
               bridge_resume{cursor_of(row), row.producer_epoch});
-          st.ensure(self, k, row.tags, std::move(resume));
+          ensure(self, k, row.tags, std::move(resume));
           st.bridges[k].resuming = row.has_cursor();
         }
         log::info("manager", "resumed bridges",
@@ -238,7 +296,7 @@ manager(manager_actor::stateful_pointer<manager_state> self,
             manager_state::key k{tenant, answer.source_ref};
             caf::anon_send(st.cfg.registry, touch_atom::value, tenant,
                        answer.source_ref);
-            auto& b = st.ensure(self, k, normalized);
+            auto& b = ensure(self, k, normalized);
             // Bounded: past it the caller gets a timeout and the bridge
             // keeps starting.
             self->request(b, st.cfg.register_timeout, ready_atom::value)
@@ -257,7 +315,11 @@ manager(manager_actor::stateful_pointer<manager_state> self,
       return promise;
     },
     [self](touch_atom, std::string& tenant, std::string& ref) {
-      caf::anon_send(self->state.cfg.registry, touch_atom::value, tenant, ref);
+      // Only views this node runs: a read of anything else writes nothing.
+      auto& st = self->state;
+      auto i = st.bridges.find({tenant, ref});
+      if (i != st.bridges.end() && i->second.bridge)
+        self->send(i->second.bridge, touch_atom::value);
     },
     [self](reader_open_atom, std::string& tenant, std::string& ref) {
       ++self->state.readers[{tenant, ref}];
@@ -278,7 +340,7 @@ manager(manager_actor::stateful_pointer<manager_state> self,
       auto i = st.bridges.find({tenant, ref});
       if (i == st.bridges.end() || i->second.bridge)
         return;
-      st.ensure(self, i->first, i->second.tags);
+      ensure(self, i->first, i->second.tags);
     },
     [self](status_atom) {
       std::vector<std::string> result;

@@ -3,12 +3,15 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <caf/actor_clock.hpp>
 #include <caf/response_promise.hpp>
 
+#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 #include "actors/bridge.hpp"
 
@@ -19,16 +22,20 @@ struct manager_config {
   sink_actor sink;
   registry_actor registry;
   /// How often idle bridges are collected, and after how long idle.
-  std::chrono::milliseconds sweep_interval{5 * 60 * 1000};
-  std::chrono::milliseconds idle_ttl{15 * 60 * 1000};
+  std::chrono::milliseconds sweep_interval = defaults::gc_sweep_interval;
+  std::chrono::milliseconds idle_ttl = defaults::gc_idle_ttl;
   /// Longest wait of a register for its bridge's first bootstrap.
-  std::chrono::milliseconds register_timeout{10000};
+  std::chrono::milliseconds register_timeout = defaults::register_timeout;
   /// Restart backoff of bridges that die: first delay and cap.
   std::chrono::milliseconds restart_initial{200};
   std::chrono::milliseconds restart_max{30000};
+  /// A bridge live this long has recovered: its next death restarts it
+  /// after restart_initial again.
+  std::chrono::milliseconds stable_after{60000};
   /// Passed on to every bridge.
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds cursor_interval{1000};
+  std::chrono::milliseconds touch_interval{60000};
 };
 
 struct manager_state {
@@ -38,8 +45,10 @@ struct manager_state {
     std::string tags;
     /// Empty while a restart waits for its backoff.
     bridge_actor bridge;
-    /// Deaths since the bridge last reached live.
+    /// Deaths since the bridge last stayed live for `stable_after`.
     int deaths = 0;
+    /// When the running bridge reached live (it answered `ready`).
+    std::optional<caf::actor_clock::time_point> live_since;
     /// Resumed at start with a cursor, and not dead since: the source may
     /// hold its feed for it.
     bool resuming = false;
@@ -52,12 +61,6 @@ struct manager_state {
   /// Open reads per bridge: a bridge with readers is never collected.
   std::map<key, int> readers;
   bool sweeping = false;
-
-  /// The bridge for `k`, spawned (and monitored) if it does not run;
-  /// `resume` goes to a bridge spawned now.
-  bridge_actor& ensure(caf::local_actor* self, const key& k,
-                       const std::string& tags,
-                       std::shared_ptr<const bridge_resume> resume = nullptr);
 
   static inline const char* name = "manager";
 };

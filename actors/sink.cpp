@@ -15,7 +15,7 @@ constexpr const char* json_type = "application/json";
 
 caf::error to_error(const write_result& r) {
   return make_error(r.status == store_status::not_found ? ec::not_found
-                                                        : ec::database_error,
+                                                        : ec::store_error,
                     std::string{"stream store: "} + to_string(r.status)
                       + (r.message.empty() ? "" : ": " + r.message));
 }
@@ -25,7 +25,7 @@ caf::error to_error(const write_result& r) {
 sink_state::~sink_state() {
   for (auto& [id, op] : in_flight)
     if (op.promise.pending())
-      op.promise.deliver(make_error(ec::database_error,
+      op.promise.deliver(make_error(ec::store_error,
                                     "stream store: the sink ended before "
                                     "the store answered"));
 }
@@ -96,7 +96,7 @@ sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
           for (;;) {
             auto page = self->state.store->read(op.stream, offset);
             if (page.status != store_status::ok) {
-              op.promise.deliver(make_error(ec::database_error,
+              op.promise.deliver(make_error(ec::store_error,
                                             "stream store: cannot read "
                                               + op.stream));
               return;

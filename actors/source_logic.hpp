@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 #include "core/tag_index.hpp"
 #include "storage/replication.hpp"
@@ -25,15 +26,15 @@ struct source_config {
   /// How often the idle check runs: idle subscribers that hold back
   /// idle_lag of WAL move to the feed's position, laggards past max_lag
   /// resync.
-  std::chrono::milliseconds idle_interval{30000};
+  std::chrono::milliseconds idle_interval = defaults::idle_interval;
   /// WAL bytes a subscriber may hold back before it must resync.
-  uint64_t max_lag = uint64_t{1} << 30;
+  uint64_t max_lag = defaults::max_lag;
   /// WAL bytes an idle subscriber may hold back before its cursor is moved
   /// (0: at every idle check; at most max_lag); it moves sooner when its
   /// cursor nears the end of replay_buffer's reach. Each move is a registry
   /// row update that every logical decoder of the database decodes: a quiet
   /// feed should not cost a row per view per check.
-  uint64_t idle_lag = uint64_t{64} << 20;
+  uint64_t idle_lag = defaults::idle_lag;
   /// Most idle cursors moved by one statement; one statement per tick. Every
   /// logical decoder of the database decodes those rows: in bench/source,
   /// 10,000 of them sent at once coincided with stalls of 300 ms in both
@@ -44,7 +45,7 @@ struct source_config {
   /// at most this long: subscribes that wait for the feed are served from
   /// the slot's position, while one that comes after the feed has replayed
   /// more than replay_buffer transactions would have to resync.
-  std::chrono::milliseconds resume_wait{0};
+  std::chrono::milliseconds resume_wait = defaults::resume_wait;
 };
 
 /// Where the source's decisions go; the source actor turns each into a

@@ -20,11 +20,6 @@ namespace ebridge {
 
 namespace {
 
-/// Where a value came from, for error messages.
-struct origin {
-  std::string text; // e.g. "--http.listen", "EBRIDGE_HTTP_LISTEN", "file x:3"
-};
-
 using setter = std::function<caf::error(options&, std::string_view)>;
 
 struct option_info {

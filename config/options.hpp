@@ -9,6 +9,7 @@
 
 #include <caf/expected.hpp>
 
+#include "config/defaults.hpp"
 #include "core/log.hpp"
 
 namespace ebridge {
@@ -28,20 +29,20 @@ struct options {
   std::string data_dir = "ebridge-data";
   log_level log = log_level::info;
   size_t max_threads = 2;
-  size_t registry_pool_size = 2;
-  std::chrono::milliseconds registry_timeout{5000};
-  std::chrono::milliseconds long_poll_timeout{20000};
-  size_t http_max_body = 32 << 20;
+  size_t registry_pool_size = defaults::registry_pool_size;
+  std::chrono::milliseconds registry_timeout = defaults::registry_timeout;
+  std::chrono::milliseconds long_poll_timeout = defaults::long_poll_timeout;
+  size_t http_max_body = defaults::http_max_body;
   size_t http_threads = 2;
-  std::chrono::milliseconds gc_sweep_interval{5 * 60 * 1000};
-  std::chrono::milliseconds gc_idle_ttl{15 * 60 * 1000};
-  std::chrono::milliseconds register_timeout{10000};
-  std::string source_slot = "ebridge";
-  std::string source_publication = "ebridge_entities";
-  std::chrono::milliseconds source_idle_interval{30000};
-  uint64_t source_max_lag = uint64_t{1} << 30;
-  uint64_t source_idle_lag = uint64_t{64} << 20;
-  std::chrono::milliseconds source_resume_wait{60000};
+  std::chrono::milliseconds gc_sweep_interval = defaults::gc_sweep_interval;
+  std::chrono::milliseconds gc_idle_ttl = defaults::gc_idle_ttl;
+  std::chrono::milliseconds register_timeout = defaults::register_timeout;
+  std::string source_slot = defaults::slot;
+  std::string source_publication = defaults::publication;
+  std::chrono::milliseconds source_idle_interval = defaults::idle_interval;
+  uint64_t source_max_lag = defaults::max_lag;
+  uint64_t source_idle_lag = defaults::idle_lag;
+  std::chrono::milliseconds source_resume_wait = defaults::resume_wait;
   std::string config_file; // empty: no file
 };
 

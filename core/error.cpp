@@ -28,6 +28,8 @@ const char* to_string(ec code) {
       return "timeout";
     case ec::shutting_down:
       return "shutting_down";
+    case ec::store_error:
+      return "store_error";
   }
   return "unknown";
 }

@@ -32,6 +32,9 @@ enum class ec : uint8_t {
   timeout,
   /// The component is shutting down.
   shutting_down,
+  /// The stream store could not do it: a disk that failed, a log that is
+  /// corrupt, or a refusal by the stream's rules (a stale producer epoch).
+  store_error,
 };
 
 /// The CAF error category of ::ec.

@@ -11,6 +11,8 @@
 
 #include <caf/expected.hpp>
 
+#include "config/defaults.hpp"
+
 namespace ebridge {
 
 /// One HTTP request, as the server hands it to a handler.
@@ -70,9 +72,11 @@ struct http_response {
   }
 };
 
-/// The JSON body of every error answer:
-/// `{"error":{"code":"<code>","message":"<message>"}}`.
-std::string json_error_body(std::string_view code, std::string_view message);
+/// Every error answer of ebridge's HTTP API, built here only: `status`
+/// with the JSON body `{"error":{"code":"<code>","message":"<message>"}}`,
+/// not to be cached.
+http_response json_error(unsigned status, std::string_view code,
+                         std::string_view message);
 
 /// Delivers the response to a request. Callable from any thread, once; the
 /// server posts it to the connection's executor.
@@ -126,7 +130,7 @@ private:
 
 /// Limits the server enforces, each with a clear answer.
 struct http_limits {
-  size_t max_body = 32 << 20;      // 413 beyond
+  size_t max_body = defaults::http_max_body; // 413 beyond
   size_t max_header = 16 << 10;    // 431 beyond
   std::chrono::seconds read_timeout{30};  // idle or slow clients: closed
   std::chrono::seconds write_timeout{30};

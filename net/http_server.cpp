@@ -29,9 +29,15 @@ using tcp = asio::ip::tcp;
 
 http_stream::~http_stream() = default;
 
-std::string json_error_body(std::string_view code, std::string_view message) {
-  return "{\"error\":{\"code\":" + js_string(code) + ",\"message\":"
-         + js_string(message) + "}}";
+http_response json_error(unsigned status, std::string_view code,
+                         std::string_view message) {
+  http_response res;
+  res.status = status;
+  res.set("Content-Type", "application/json");
+  res.set("Cache-Control", "no-store");
+  res.body = "{\"error\":{\"code\":" + js_string(code) + ",\"message\":"
+             + js_string(message) + "}}";
+  return res;
 }
 
 io_runtime::timer::~timer() = default;
@@ -173,15 +179,6 @@ to_beast(http_response&& res, unsigned version, bool keep_alive, bool head) {
   return out;
 }
 
-http_response error_response(unsigned status, std::string_view code,
-                             std::string_view message) {
-  http_response res;
-  res.status = status;
-  res.set("Content-Type", "application/json");
-  res.body = json_error_body(code, message);
-  return res;
-}
-
 class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket&& socket, std::shared_ptr<http_handler> handler,
@@ -268,17 +265,17 @@ private:
       // Malformed or oversized requests get an answer, then the connection
       // closes: the rest of the stream cannot be trusted.
       if (err == bhttp::error::body_limit)
-        write(error_response(413, "PAYLOAD_TOO_LARGE",
+        write(json_error(413, "PAYLOAD_TOO_LARGE",
                              "request body exceeds "
                                + std::to_string(limits_.max_body) + " bytes"),
               11, false);
       else if (err == bhttp::error::header_limit)
-        write(error_response(431, "HEADERS_TOO_LARGE",
+        write(json_error(431, "HEADERS_TOO_LARGE",
                              "request headers exceed "
                                + std::to_string(limits_.max_header) + " bytes"),
               11, false);
       else
-        write(error_response(400, "BAD_REQUEST",
+        write(json_error(400, "BAD_REQUEST",
                              "malformed HTTP request: " + err.message()),
               11, false);
       return;

@@ -24,11 +24,6 @@ http_response json_response(unsigned status, std::string body) {
 
 } // namespace
 
-http_response json_error(unsigned status, std::string_view code,
-                         std::string_view message) {
-  return json_response(status, json_error_body(code, message));
-}
-
 http_response health_response() {
   return json_response(200, "{\"status\":\"ok\"}");
 }

@@ -9,11 +9,6 @@
 
 namespace ebridge {
 
-/// The JSON error body every endpoint uses:
-/// `{"error":{"code":…,"message":…}}`.
-http_response json_error(unsigned status, std::string_view code,
-                         std::string_view message);
-
 /// `GET /healthz`: the process is up.
 http_response health_response();
 

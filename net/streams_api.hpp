@@ -6,6 +6,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "config/defaults.hpp"
 #include "net/http.hpp"
 #include "storage/stream_store.hpp"
 
@@ -13,7 +14,7 @@ namespace ebridge {
 
 struct streams_api_config {
   /// How long a long-poll waits for data before answering 204.
-  std::chrono::milliseconds long_poll_timeout{20000};
+  std::chrono::milliseconds long_poll_timeout = defaults::long_poll_timeout;
   /// Idle time after which an SSE connection gets a keep-alive control event.
   std::chrono::milliseconds sse_keepalive{15000};
   /// How long one SSE connection lasts before the server ends it (clients

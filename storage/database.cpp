@@ -74,12 +74,6 @@ pg_connection::pg_connection(std::string url, std::string application,
   // nop
 }
 
-void pg_connection::disconnect() {
-  conn_.reset();
-  delay_ = std::chrono::milliseconds{0};
-  next_attempt_ = {};
-}
-
 caf::expected<pqxx::connection*> pg_connection::connection() {
   if (conn_ != nullptr) {
     connected_before_call_ = true;

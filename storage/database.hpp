@@ -83,9 +83,6 @@ public:
     return conn_ != nullptr;
   }
 
-  /// Closes the connection (the next call reconnects at once).
-  void disconnect();
-
 private:
   caf::expected<pqxx::connection*> connection();
 

@@ -12,6 +12,7 @@
 
 #include <caf/expected.hpp>
 
+#include "config/defaults.hpp"
 #include "core/identifiers.hpp"
 #include "storage/pgoutput.hpp"
 
@@ -52,8 +53,8 @@ struct feed_identity {
 struct replication_config {
   std::string postgres_url;
   /// Names of the slot and the publication: [a-z0-9_], 1–63 characters.
-  std::string slot = "ebridge";
-  std::string publication = "ebridge_entities";
+  std::string slot = defaults::slot;
+  std::string publication = defaults::publication;
   /// How often the confirmed position is reported to Postgres.
   std::chrono::milliseconds status_interval{1000};
   std::chrono::milliseconds backoff_initial{200};

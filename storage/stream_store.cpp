@@ -26,6 +26,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/thread.hpp"
+#include "storage/stream_recovery.hpp"
 
 namespace ebridge {
 
@@ -56,11 +57,7 @@ uint64_t padded_size(uint64_t end) {
   return (want + pad_block - 1) / pad_block * pad_block;
 }
 
-struct chunk {
-  uint64_t offset;   // logical offset of the first byte
-  uint64_t file_pos; // where the bytes are in the log file
-  uint32_t len;
-};
+using chunk = log_chunk;
 
 /// An open log file; closed when the last user lets go of it.
 struct log_file {
@@ -75,10 +72,7 @@ struct log_file {
   }
 };
 
-struct producer_state {
-  uint64_t epoch = 0;
-  uint64_t seq = 0;
-};
+using producer_state = producer_position;
 
 struct waiter {
   uint64_t offset;
@@ -586,68 +580,32 @@ struct stream_store::impl {
       }
       data = static_cast<const char*>(mapped);
     }
-    std::string_view bytes{data, size};
-    auto scan = scan_log(bytes);
-    auto unmap = [&] {
-      if (data != nullptr)
-        ::munmap(const_cast<char*>(data), size);
-    };
-    if (!scan.corruption.empty()) {
-      // Name the stream if its header survived, so that it is refused by
-      // name rather than read as missing.
-      std::string name = path;
-      if (!scan.records.empty() && scan.records[0].kind == record_kind::header)
-        if (auto header = decode_header(scan.records[0].payload))
-          name = header->name;
-      unmap();
-      refuse(name, path, scan.corruption);
-      return;
+    auto reading = read_stream_log(std::string_view{data, size});
+    if (data != nullptr)
+      ::munmap(const_cast<char*>(data), size);
+    switch (reading.what) {
+      case log_reading::kind::corrupt:
+        refuse(reading.name.empty() ? path : reading.name, path, reading.why);
+        return;
+      case log_reading::kind::headerless:
+        // Created but never acknowledged: the header did not make it.
+        log::warn("store", "removing a log without header", {{"file", path}});
+        ::unlink(path.c_str());
+        return;
+      case log_reading::kind::stream:
+        break;
     }
-    if (scan.records.empty() || scan.records[0].kind != record_kind::header) {
-      // Created but never acknowledged: the header did not make it.
-      unmap();
-      log::warn("store", "removing a log without header", {{"file", path}});
-      ::unlink(path.c_str());
-      return;
-    }
-    auto header = decode_header(scan.records[0].payload);
-    if (!header) {
-      unmap();
-      refuse(path, path, error_message(header.error()));
-      return;
-    }
+    auto& found = reading.stream;
     auto e = std::make_shared<stream_entry>();
-    e->header = std::move(*header);
+    e->header = std::move(found.header);
     e->json = is_json(e->header.content_type);
     e->file = file;
-    for (size_t i = 1; i < scan.records.size(); ++i) {
-      auto& rec = scan.records[i];
-      auto view = rec.kind == record_kind::append
-                    ? decode_append(rec.payload)
-                    : caf::expected<append_view>{
-                      make_error(ec::bad_row, "second header record")};
-      if (!view) {
-        unmap();
-        refuse(e->header.name, path,
-               "record at byte " + std::to_string(rec.position) + ": "
-                 + error_message(view.error()));
-        return;
-      }
-      for (auto& msg : view->messages) {
-        auto pos = rec.payload_position
-                   + static_cast<uint64_t>(msg.data() - rec.payload.data());
-        e->chunks.push_back(
-          chunk{e->tail, pos, static_cast<uint32_t>(msg.size())});
-        e->tail += msg.size();
-      }
-      if (view->producer)
-        e->producers[view->producer->id] = producer_state{
-          view->producer->epoch, view->producer->seq};
-      if (!view->stream_seq.empty())
-        e->stream_seq = view->stream_seq;
-      e->closed |= view->closes;
-    }
-    unmap();
+    e->chunks = std::move(found.chunks);
+    e->tail = found.tail;
+    e->producers = std::move(found.producers);
+    e->stream_seq = std::move(found.stream_seq);
+    e->closed = found.closed;
+    const auto& scan = found;
     file->allocated = scan.valid_size + scan.padding;
     if (file->allocated < size) {
       log::warn("store", "cutting a torn tail",

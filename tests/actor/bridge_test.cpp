@@ -24,6 +24,11 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     row.tags = R"({"team":"infra"})";
     row.stream_url = stream;
     reg->rows[{"default", ref}] = row;
+    // A bridge alone reads its row, takes epochs, writes and clears its
+    // cursor and records reads: the rest (upsert, resume, stale, delete,
+    // refs, and resuming at the source) is the manager's.
+    reg->expected = {"get", "epoch", "cursor", "clear", "touch"};
+    src->expected = {"subscribe", "unsubscribe", "ack"};
     source = sys.spawn(fake_source, src);
     sink = sys.spawn(fake_sink, snk);
     registry = sys.spawn(fake_registry, reg);
@@ -38,8 +43,7 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     sched.run();
   }
 
-  /// Starts a bridge (as the manager would) and runs it until it waits.
-  bridge_actor start(std::chrono::milliseconds cursor_interval = {}) {
+  bridge_config config(std::chrono::milliseconds cursor_interval = {}) {
     bridge_config cfg;
     cfg.cursor_interval = cursor_interval;
     cfg.tenant = "default";
@@ -50,8 +54,23 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     cfg.registry = registry;
     cfg.backoff_initial = 100ms;
     cfg.backoff_max = 1600ms;
-    bridges.push_back(sys.spawn(bridge, cfg));
+    return cfg;
+  }
+
+  /// Starts a bridge (as the manager would) and runs it until it waits.
+  bridge_actor start(std::chrono::milliseconds cursor_interval = {}) {
+    bridges.push_back(sys.spawn(bridge, config(cursor_interval)));
     sched.run();
+    return bridges.back();
+  }
+
+  /// Spawns a bridge and lets it begin, no further: its first request is in
+  /// the sink's mailbox, for the test to step with `expect`.
+  bridge_actor launch() {
+    sched.run(); // the fakes start
+    bridges.push_back(sys.spawn(bridge, config()));
+    CAF_REQUIRE(sched.prioritize(bridges.back()));
+    sched.run_once();
     return bridges.back();
   }
 
@@ -62,17 +81,29 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     return src->subscriptions.back();
   }
 
-  void batch(const bridge_actor& b, const std::string& offset,
-             std::vector<entity_change> changes, std::string handle = "h1") {
+  /// Sends a batch of the latest subscription (`batch` also runs it).
+  void send_batch(const bridge_actor& b, const std::string& offset,
+                  std::vector<entity_change> changes,
+                  std::string handle = "h1") {
     caf::anon_send(b, change_batch{sub().id, source_cursor{handle, offset},
                                    std::move(changes)});
+  }
+
+  void batch(const bridge_actor& b, const std::string& offset,
+             std::vector<entity_change> changes, std::string handle = "h1") {
+    send_batch(b, offset, std::move(changes), std::move(handle));
     sched.run();
+  }
+
+  void send_up_to_date(const bridge_actor& b, const std::string& offset,
+                       std::string handle = "h1") {
+    caf::anon_send(b, up_to_date_atom::value,
+                   up_to_date_msg{sub().id, source_cursor{handle, offset}});
   }
 
   void up_to_date(const bridge_actor& b, const std::string& offset,
                   std::string handle = "h1") {
-    caf::anon_send(b, up_to_date_atom::value,
-                   up_to_date_msg{sub().id, source_cursor{handle, offset}});
+    send_up_to_date(b, offset, std::move(handle));
     sched.run();
   }
 
@@ -153,14 +184,43 @@ CAF_TEST(bootstrap reconciles the stream with the snapshot) {
 CAF_TEST(a persisted cursor resumes live without a snapshot) {
   reg->rows[{"default", ref}].cursor_handle = "h1";
   reg->rows[{"default", ref}].cursor_offset = "0005";
-  auto b = start();
+  auto b = launch();
+  // The stream, the row with its cursor, a new epoch: then it follows the
+  // source from the cursor, with no snapshot, and writes no cursor.
+  expect((ensure_atom, std::string), from(b).to(sink).with(_, stream));
+  expect((sink_stream_state), from(sink).to(b));
+  expect((caf::get_atom, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref));
+  expect((bridge_row), from(registry).to(b));
+  expect((epoch_atom, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref));
+  expect((int64_t), from(registry).to(b));
+  disallow((clear_atom, std::string, std::string), from(b).to(registry));
+  disallow((cursor_atom, std::string, std::string, std::string, std::string),
+           from(b).to(registry));
+  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string,
+          std::string, source_cursor),
+         from(b).to(source).with(_, _, _, "default", R"({"team":"infra"})",
+                                 _));
+  CAF_CHECK(!sched.has_job());
   CAF_CHECK_EQUAL(sub().from.handle, "h1");
   CAF_CHECK_EQUAL(sub().from.offset, "0005");
   CAF_CHECK_EQUAL(reg->calls["cursor"], 0); // not rewritten at start
   CAF_CHECK_EQUAL(reg->calls["clear"], 0);
-  batch(b, "0006", {upsert("x", "idle")});
+  // A live batch: appended, then its cursor persisted, then acknowledged.
+  send_batch(b, "0006", {upsert("x", "idle")});
+  expect((change_batch), to(b));
+  expect((append_atom, sink_append), from(b).to(sink));
+  expect((uint64_t), from(sink).to(b));
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref, "h1", "0006"));
+  expect((bool), from(registry).to(b));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
+         from(b).to(source));
   CAF_CHECK_EQUAL(ops(), (strings{"insert x"}));
   CAF_CHECK_EQUAL(persisted_offset(), "0006");
+  CAF_REQUIRE_EQUAL(src->acks.size(), 1u);
+  CAF_CHECK_EQUAL(src->acks.back().offset, "0006");
 }
 
 // SEED scenario 3.
@@ -170,17 +230,138 @@ CAF_TEST(must refetch clears the cursor and resnapshots) {
   up_to_date(b, "0001");
   CAF_CHECK_EQUAL(persisted_offset(), "0001");
   caf::anon_send(b, refetch_atom::value, sub().id);
-  sched.run();
+  // Live: the resync starts at once. It leaves the old subscription, clears
+  // the cursor, takes a new epoch, then subscribes for a snapshot.
+  expect((refetch_atom, uint64_t), to(b));
+  expect((retry_atom, uint64_t), from(b).to(b));
+  expect((caf::unsubscribe_atom, bridge_actor), from(b).to(source));
+  expect((clear_atom, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref));
+  expect((bool), from(registry).to(b));
+  expect((epoch_atom, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref));
+  expect((int64_t), from(registry).to(b));
+  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string,
+          std::string, source_cursor),
+         from(b).to(source));
+  CAF_CHECK(!sched.has_job());
   CAF_CHECK_EQUAL(persisted_offset(), "");
   CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
   CAF_CHECK(sub().from.empty());
-  // The new handle's snapshot has only b (changed).
-  batch(b, "0001", {upsert("b", "running")}, "h2");
+  // The new handle's snapshot has only b (changed): appended, and no cursor
+  // mid-bootstrap.
+  send_batch(b, "0001", {upsert("b", "running")}, "h2");
+  expect((change_batch), to(b));
+  expect((append_atom, sink_append), from(b).to(sink));
+  expect((uint64_t), from(sink).to(b));
+  disallow((cursor_atom, std::string, std::string, std::string, std::string),
+           from(b).to(registry));
   CAF_CHECK_EQUAL(persisted_offset(), "");
-  up_to_date(b, "0001", "h2");
+  // Up to date: the delete of a is appended, then the cursor persisted, then
+  // the source hears of it.
+  send_up_to_date(b, "0001", "h2");
+  expect((up_to_date_atom, up_to_date_msg), to(b));
+  expect((append_atom, sink_append), from(b).to(sink));
+  expect((uint64_t), from(sink).to(b));
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref, "h2", "0001"));
+  expect((bool), from(registry).to(b));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
+         from(b).to(source));
   CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b", "update b",
                                   "delete a"}));
   CAF_CHECK_EQUAL(persisted_handle(), "h2");
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+}
+
+CAF_TEST(a ready asked while a resumed bridge loads is answered once it resumed) {
+  reg->rows[{"default", ref}].cursor_handle = "h1";
+  reg->rows[{"default", ref}].cursor_offset = "0005";
+  auto b = launch(); // asks the sink for its stream; not resumed yet
+  auto ready = self->request(b, caf::infinite, ready_atom::value);
+  sched.run();
+  CAF_REQUIRE(!self->mailbox().empty());
+  ready.receive([](caf::ok_atom) {},
+                [](caf::error& err) { CAF_FAIL(describe(err)); });
+}
+
+CAF_TEST(a resync asked for rebuilds the view and deletes what left) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle"), upsert("b", "idle")});
+  up_to_date(b, "0001");
+  auto& row = reg->rows[{"default", ref}];
+  auto epoch = row.producer_epoch;
+  caf::anon_send(b, resync_atom::value);
+  sched.run();
+  // No cursor until the new snapshot is durable, and a new epoch.
+  CAF_CHECK_EQUAL(persisted_offset(), "");
+  CAF_CHECK_GREATER(row.producer_epoch, epoch);
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 2u);
+  CAF_CHECK(sub().from.empty());
+  batch(b, "0002", {upsert("b", "idle")});
+  up_to_date(b, "0002");
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b", "delete a"}));
+  CAF_CHECK_EQUAL(persisted_offset(), "0002");
+}
+
+CAF_TEST(a resync asked for while loading snapshots instead of resuming) {
+  reg->rows[{"default", ref}].cursor_handle = "h1";
+  reg->rows[{"default", ref}].cursor_offset = "0005";
+  bridge_config cfg;
+  cfg.tenant = "default";
+  cfg.source_ref = ref;
+  cfg.tags = R"({"team":"infra"})";
+  cfg.source = source;
+  cfg.sink = sink;
+  cfg.registry = registry;
+  bridges.push_back(sys.spawn(bridge, cfg));
+  caf::anon_send(bridges.back(), resync_atom::value);
+  sched.run();
+  CAF_REQUIRE_EQUAL(src->subscriptions.size(), 1u);
+  CAF_CHECK(sub().from.empty());
+  CAF_CHECK_EQUAL(persisted_offset(), "");
+}
+
+CAF_TEST(stop completes the append in flight and persists the cursor first) {
+  auto b = start(1s); // live cursors trail by a second
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  CAF_CHECK_EQUAL(persisted_offset(), "0001");
+  caf::anon_send(b, change_batch{sub().id, source_cursor{"h1", "0002"},
+                                 {upsert("b", "idle")}});
+  // (Its answer is checked, and taken from the mailbox, by the last expect.)
+  self->request(b, caf::infinite, stop_atom::value);
+  expect((change_batch), to(b));
+  expect((stop_atom), from(self).to(b));
+  // The append was in flight when the stop came: it completes, and the
+  // cursor it trails is written now, not a second later.
+  expect((append_atom, sink_append), from(b).to(sink));
+  expect((uint64_t), from(sink).to(b));
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref, "h1", "0002"));
+  expect((bool), from(registry).to(b));
+  expect((caf::ok_atom), from(b).to(self));
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b"}));
+  CAF_CHECK_EQUAL(persisted_offset(), "0002");
+  // It no longer follows the source, and it ended.
+  sched.run();
+  CAF_CHECK_GREATER_OR_EQUAL(src->unsubscribes, 1);
+  auto status = self->request(b, caf::infinite, status_atom::value);
+  sched.run();
+  status.receive([](bridge_status&) { CAF_FAIL("a stopped bridge answered"); },
+                 [](caf::error&) {});
+}
+
+CAF_TEST(a stopped bridge ignores what the source still sends) {
+  auto b = start();
+  batch(b, "0001", {upsert("a", "idle")});
+  up_to_date(b, "0001");
+  auto id = sub().id;
+  caf::anon_send(b, stop_atom::value);
+  caf::anon_send(b, change_batch{id, source_cursor{"h1", "0002"},
+                                 {upsert("b", "idle")}});
+  sched.run();
+  CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));
   CAF_CHECK_EQUAL(persisted_offset(), "0001");
 }
 
@@ -239,8 +420,16 @@ CAF_TEST(an up to date while live moves the cursor without an append) {
   up_to_date(b, "0001");
   CAF_CHECK_EQUAL(persisted_offset(), "0001");
   auto appends = snk->appends;
-  // Nothing concerned the view up to 0009: the source says so.
-  up_to_date(b, "0009");
+  // Nothing concerned the view up to 0009: the source says so. No append:
+  // the cursor is persisted, then the source hears of it.
+  send_up_to_date(b, "0009");
+  expect((up_to_date_atom, up_to_date_msg), to(b));
+  disallow((append_atom, sink_append), from(b).to(sink));
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref, "h1", "0009"));
+  expect((bool), from(registry).to(b));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
+         from(b).to(source));
   CAF_CHECK_EQUAL(persisted_offset(), "0009");
   CAF_CHECK_EQUAL(snk->appends, appends);
   CAF_REQUIRE(!src->acks.empty());

@@ -4,16 +4,24 @@
 // registry. Each keeps what it saw in a shared record the test inspects, and
 // can be told to fail on cue. They stand in for actors only; the real store
 // and Postgres are covered by the integration tests.
+//
+// As vast's mocks do, a fake fails the test at once (CAF_FAIL aborts the
+// binary) on a message it does not expect: one no peer of it ever sends
+// (those come from the real actor's own thread or timer), or an operation
+// left out of its record's `expected` set, which a test narrows to what the
+// actors under test may ask.
 
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
-#include <caf/stateful_actor.hpp>
-#include <caf/typed_event_based_actor.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/test/unit_test.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include "actors/actors.hpp"
 #include "core/error.hpp"
@@ -28,8 +36,25 @@ struct actor_test_config : caf::actor_system_config {
   }
 };
 
+/// Fails the test: `fake` got `what`, which no peer of it ever sends.
+inline void unexpected_message(const char* fake, const char* what) {
+  CAF_FAIL(fake << " got " << what << ", which no peer of it sends");
+}
+
+/// Fails the test unless `op` is one of the operations `fake` expects.
+inline void check_expected(const char* fake,
+                           const std::set<std::string>& expected,
+                           const std::string& op) {
+  if (expected.count(op) == 0)
+    CAF_FAIL(fake << " got " << op << ", which this test does not expect");
+}
+
 /// What the fake source saw.
 struct source_record {
+  /// What it accepts (all that bridges and the manager send; a test of
+  /// bridges alone leaves out "resuming").
+  std::set<std::string> expected{"subscribe", "unsubscribe", "ack",
+                                 "resuming"};
   struct subscription {
     bridge_actor bridge;
     uint64_t id;
@@ -42,6 +67,10 @@ struct source_record {
   int unsubscribes = 0;
   /// What the manager said it resumes with a cursor.
   std::vector<uint64_t> resuming;
+
+  void check(const std::string& op) const {
+    check_expected("the fake source", expected, op);
+  }
 };
 
 inline source_actor::behavior_type
@@ -49,16 +78,28 @@ fake_source(std::shared_ptr<source_record> rec) {
   return {
     [rec](caf::subscribe_atom, bridge_actor& bridge, uint64_t id,
           std::string& tenant, std::string& tags, source_cursor& from) {
+      rec->check("subscribe");
       rec->subscriptions.push_back({bridge, id, tenant, tags, from});
     },
-    [rec](caf::unsubscribe_atom, bridge_actor&) { ++rec->unsubscribes; },
+    [rec](caf::unsubscribe_atom, bridge_actor&) {
+      rec->check("unsubscribe");
+      ++rec->unsubscribes;
+    },
     [rec](ack_atom, bridge_actor&, uint64_t, source_cursor& at) {
+      rec->check("ack");
       rec->acks.push_back(at);
     },
-    [rec](resuming_atom, uint64_t n) { rec->resuming.push_back(n); },
-    [](replicated_txn&) {},
-    [](feed_event&) {},
-    [](caf::tick_atom) {},
+    [rec](resuming_atom, uint64_t n) {
+      rec->check("resuming");
+      rec->resuming.push_back(n);
+    },
+    // The real source's own: from its replication reader's thread and its
+    // timer.
+    [](replicated_txn&) {
+      unexpected_message("the fake source", "replicated_txn");
+    },
+    [](feed_event&) { unexpected_message("the fake source", "feed_event"); },
+    [](caf::tick_atom) { unexpected_message("the fake source", "tick_atom"); },
   };
 }
 
@@ -71,20 +112,28 @@ struct fake_stream {
 };
 
 struct sink_record {
+  /// What it accepts (all that bridges send).
+  std::set<std::string> expected{"ensure", "append"};
   std::map<std::string, fake_stream> streams;
   /// Appends to fail, counted down.
   int fail_appends = 0;
   int appends = 0;
   int duplicates = 0;
+
+  void check(const std::string& op) const {
+    check_expected("the fake sink", expected, op);
+  }
 };
 
 inline sink_actor::behavior_type fake_sink(std::shared_ptr<sink_record> rec) {
   return {
     [rec](ensure_atom, std::string& name) {
+      rec->check("ensure");
       auto& s = rec->streams[name];
       return sink_stream_state{s.stream_seq, s.messages};
     },
     [rec](append_atom, sink_append& a) -> caf::result<uint64_t> {
+      rec->check("append");
       if (rec->fail_appends > 0) {
         --rec->fail_appends;
         return make_error(ec::database_error, "scripted sink failure");
@@ -113,7 +162,10 @@ inline sink_actor::behavior_type fake_sink(std::shared_ptr<sink_record> rec) {
       ++rec->appends;
       return uint64_t{s.messages.size()};
     },
-    [](ack_atom, uint64_t, write_result&) {},
+    // The real sink's own: its store's callback.
+    [](ack_atom, uint64_t, write_result&) {
+      unexpected_message("the fake sink", "ack_atom");
+    },
   };
 }
 
@@ -123,6 +175,13 @@ constexpr int64_t touched_ms = int64_t{1} << 60;
 /// The fake registry: one bridge row per (tenant, ref), epochs from one
 /// counter, scripted failures per operation name.
 struct registry_record {
+  /// The operations it accepts, by the names `next` takes: by default those
+  /// bridges and the manager use (not "list", "delete", "cursors" nor
+  /// "ping"). A test narrows it to what the actors it runs may ask.
+  std::set<std::string> expected{"upsert", "touch",        "get",
+                                 "stale",  "delete_stale", "resume",
+                                 "cursor", "clear",        "refs",
+                                 "epoch"};
   std::map<std::pair<std::string, std::string>, bridge_row> rows;
   int64_t epoch_counter = 0;
   std::map<std::string, int> fail; // operation → failures left
@@ -132,7 +191,10 @@ struct registry_record {
   /// this actor (see `resume_gate`).
   registry_actor hold_resume;
 
+  /// Fails the test on an operation it does not expect; else counts it and
+  /// returns its scripted failure, if one is left.
   caf::error next(const std::string& op) {
+    check_expected("the fake registry", expected, op);
     ++calls[op];
     auto i = fail.find(op);
     if (i != fail.end() && i->second > 0) {

@@ -113,11 +113,57 @@ CAF_TEST(register refuses tags that are not an object of strings) {
 
 CAF_TEST(register starts a bridge and answers once it is bootstrapped) {
   start_manager();
-  auto response = register_tags(tags_x);
+  auto response = self->request(mgr, caf::infinite, register_atom::value,
+                                std::string{"default"}, std::string{tags_x});
+  // The row first, and a touch (a register is a read); then a bridge, asked
+  // (twice: the manager's own watch, then the register) to say when ready.
+  expect((register_atom, std::string, std::string),
+         from(self).to(mgr).with(_, "default", tags_x));
+  expect((upsert_atom, std::string, std::string, std::string, std::string),
+         from(mgr).to(registry).with(_, "default", ref_x, tags_x,
+                                     stream_path(ref_x)));
+  expect((bridge_row), from(registry).to(mgr));
+  expect((touch_atom, std::string, std::string),
+         from(_).to(registry).with(_, "default", ref_x));
+  using state_type = caf::stateful_actor<manager_state, manager_actor::base>;
+  auto b = deref<state_type>(mgr).state.bridges.at({"default", ref_x}).bridge;
+  CAF_REQUIRE(b);
+  expect((ready_atom), from(mgr).to(b));
+  expect((ready_atom), from(mgr).to(b));
+  // The bridge folds its (empty) stream, reads its row (no cursor) and
+  // takes an epoch, then resyncs: a new epoch and a snapshot subscription.
+  expect((ensure_atom, std::string),
+         from(b).to(sink).with(_, stream_path(ref_x)));
+  expect((sink_stream_state), from(sink).to(b));
+  expect((caf::get_atom, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref_x));
+  expect((bridge_row), from(registry).to(b));
+  expect((epoch_atom, std::string, std::string), from(b).to(registry));
+  expect((int64_t), from(registry).to(b));
+  expect((caf::unsubscribe_atom, bridge_actor), from(b).to(source));
+  expect((epoch_atom, std::string, std::string), from(b).to(registry));
+  expect((int64_t), from(registry).to(b));
+  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string,
+          std::string, source_cursor),
+         from(b).to(source).with(_, _, _, "default", tags_x, _));
   CAF_REQUIRE_EQUAL(src->subscriptions.size(), 1u);
   CAF_CHECK_EQUAL(src->subscriptions[0].tags, tags_x);
+  CAF_CHECK(src->subscriptions[0].from.empty());
   CAF_CHECK_EQUAL(reg->calls["touch"], 1);
-  bootstrap();
+  // The snapshot ends: the cursor is persisted and acknowledged, and both
+  // waits end; the second answers the register.
+  auto& s = src->subscriptions.back();
+  caf::anon_send(b, up_to_date_atom::value,
+                 up_to_date_msg{s.id, source_cursor{"h1", "0001"}});
+  expect((up_to_date_atom, up_to_date_msg), to(b));
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(b).to(registry).with(_, "default", ref_x, "h1", "0001"));
+  expect((bool), from(registry).to(b));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
+         from(b).to(source));
+  expect((caf::ok_atom), from(b).to(mgr));
+  expect((caf::ok_atom), from(b).to(mgr));
+  CAF_CHECK(!sched.has_job());
   registration answer;
   response.receive([&](registration& r) { answer = r; },
                    [](caf::error& err) { CAF_FAIL(describe(err)); });
@@ -310,6 +356,95 @@ CAF_TEST(a bridge that dies is restarted with growing backoff) {
   CAF_CHECK_EQUAL(waits, (std::vector<long>{200, 400, 800}));
   // The restarted bridge resumed from the persisted cursor.
   CAF_CHECK_EQUAL(src->subscriptions.back().from.offset, "0001");
+}
+
+CAF_TEST(a bridge that stayed live restarts after the first backoff again) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  bootstrap();
+  response.receive([](registration&) {},
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  auto kill_and_wait = [&] {
+    auto before = src->subscriptions.size();
+    caf::anon_send_exit(src->subscriptions.back().bridge,
+                        caf::exit_reason::kill);
+    sched.run();
+    long waited = 0;
+    while (src->subscriptions.size() == before && waited < 10000) {
+      sched.advance_time(10ms);
+      sched.run();
+      waited += 10;
+    }
+    return waited;
+  };
+  CAF_CHECK_EQUAL(kill_and_wait(), 200);
+  CAF_CHECK_EQUAL(kill_and_wait(), 400);
+  // The restarted bridge resumed at once and then ran for a minute: its
+  // next death is a new failure.
+  sched.advance_time(60s);
+  sched.run();
+  CAF_CHECK_EQUAL(kill_and_wait(), 200);
+  CAF_CHECK_EQUAL(kill_and_wait(), 400);
+}
+
+CAF_TEST(reads touch a running view in the registry at most once a minute) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  bootstrap();
+  response.receive([](registration&) {},
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  auto before = reg->calls["touch"];
+  for (int i = 0; i < 5; ++i)
+    caf::anon_send(mgr, touch_atom::value, std::string{"default"}, ref_x);
+  sched.run();
+  CAF_CHECK_EQUAL(reg->calls["touch"], before + 1);
+  // The reads since are written once, at the end of the interval.
+  sched.advance_time(60s);
+  sched.run();
+  CAF_CHECK_EQUAL(reg->calls["touch"], before + 2);
+  sched.advance_time(60s);
+  sched.run();
+  CAF_CHECK_EQUAL(reg->calls["touch"], before + 2);
+  // A read of a view this node does not run writes nothing.
+  caf::anon_send(mgr, touch_atom::value, std::string{"default"},
+                 std::string{"00000000deadbeef"});
+  sched.run();
+  CAF_CHECK_EQUAL(reg->calls["touch"], before + 2);
+}
+
+CAF_TEST(gc keeps a view whose bridge heard of a read the registry has not) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  bootstrap();
+  response.receive([](registration&) {},
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  caf::anon_send(mgr, touch_atom::value, std::string{"default"}, ref_x);
+  sched.run();
+  caf::anon_send(mgr, touch_atom::value, std::string{"default"}, ref_x);
+  sched.run(); // coalesced: not written yet
+  row_of(ref_x).last_activity_ms = 0;
+  caf::anon_send(mgr, sweep_atom::value);
+  sched.run();
+  CAF_CHECK(has_row(ref_x));
+}
+
+CAF_TEST(gc counts no readers for views it only looked at) {
+  start_manager();
+  auto response = register_tags(tags_x);
+  bootstrap();
+  response.receive([](registration&) {},
+                   [](caf::error& err) { CAF_FAIL(describe(err)); });
+  reg->referenced = {ref_x}; // kept: the sweep looks, collects nothing
+  row_of(ref_x).last_activity_ms = 0;
+  caf::anon_send(mgr, sweep_atom::value);
+  sched.run();
+  persist_row(R"({"k":"other"})");
+  row_of(source_ref(*parse_tags(R"({"k":"other"})"))).last_activity_ms = 0;
+  reg->referenced.clear();
+  caf::anon_send(mgr, sweep_atom::value);
+  sched.run();
+  using state_type = caf::stateful_actor<manager_state, manager_actor::base>;
+  CAF_CHECK(deref<state_type>(mgr).state.readers.empty());
 }
 
 CAF_TEST(a restarted bridge recovers its members from the stream) {

@@ -335,6 +335,23 @@ CAF_TEST(the cursor writes and the clear of one bridge run in the order sent) {
   auto third = write_cursor(ref, "0000000003");  // the same bridge: later
   auto clear = self->request(registry_handle, caf::infinite, clear_atom::value,
                              std::string{"t1"}, ref);
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(self).to(registry_handle).with(_, "t1", ref, "h", "0000000001"));
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(self).to(registry_handle).with(_, "t1", ref, "h", "0000000002"));
+  expect((cursor_atom, std::string, std::string, std::string, std::string),
+         from(self).to(registry_handle).with(_, "t1", ref, "h", "0000000003"));
+  expect((clear_atom, std::string, std::string),
+         from(self).to(registry_handle).with(_, "t1", ref));
+  // The bridge's worker gets each write in a statement of its own, in
+  // order, and then the clear (passed on: the worker answers the sender).
+  auto& worker = workers[1];
+  using batch = std::vector<cursor_write>;
+  expect((cursor_atom, batch), from(registry_handle).to(worker));
+  expect((cursor_atom, batch), from(registry_handle).to(worker));
+  expect((cursor_atom, batch), from(registry_handle).to(worker));
+  expect((clear_atom, std::string, std::string),
+         from(self).to(worker).with(_, "t1", ref));
   sched.run();
   CAF_CHECK_EQUAL(answer(first), "true");
   CAF_CHECK_EQUAL(answer(second), "true");

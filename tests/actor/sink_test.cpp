@@ -98,10 +98,34 @@ CAF_TEST(a sink that ends answers the appends it holds with an error) {
     [](uint64_t) { CAF_FAIL("an answer from a sink that ended"); },
     [&](caf::error& err) {
       failed = true;
-      CAF_CHECK_EQUAL(err.code(), static_cast<uint8_t>(ec::database_error));
+      CAF_CHECK_EQUAL(err.code(), static_cast<uint8_t>(ec::store_error));
       CAF_CHECK_EQUAL(error_message(err), "stream store: the sink ended "
                                           "before the store answered");
     });
+  CAF_CHECK(failed);
+}
+
+CAF_TEST(a store that refuses an append is a store error and not a database one) {
+  create_request req;
+  req.content_type = "application/json";
+  req.closed = true;
+  std::promise<write_result> p;
+  store->create("/closed", std::move(req),
+                [&](write_result r) { p.set_value(std::move(r)); });
+  CAF_REQUIRE(p.get_future().get().status == store_status::ok);
+  auto a = append_of("1");
+  a.stream = "/closed";
+  auto response = self->request(snk, caf::infinite, append_atom::value, a);
+  for (int i = 0; i < 500 && self->mailbox().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    sched.run();
+  }
+  bool failed = false;
+  response.receive([](uint64_t) { CAF_FAIL("appended to a closed stream"); },
+                   [&](caf::error& err) {
+                     failed = true;
+                     CAF_CHECK(has_code(err, ec::store_error));
+                   });
   CAF_CHECK(failed);
 }
 

@@ -64,7 +64,11 @@ bridge_actor::behavior_type recorder(std::shared_ptr<bridge_log> log) {
       note([&] { log->errors.push_back(why); });
     },
     [](retry_atom, uint64_t) {},
+    [](resync_atom) {},
+    [](touch_atom) {},
+    [](stop_atom) { return caf::ok_atom::value; },
     [](cursor_atom) {},
+    [](touch_due_atom) {},
     [](ready_atom) { return caf::ok_atom::value; },
     [](status_atom) { return bridge_status{}; },
   };
@@ -191,7 +195,12 @@ struct fixture {
 
   test::scratch_database db;
   registry_store registry;
-  source_config cfg;
+  /// Not held unless a test says so.
+  source_config cfg = [] {
+    source_config c;
+    c.resume_wait = std::chrono::milliseconds{0};
+    return c;
+  }();
   config sys_cfg;
   caf::actor_system sys{sys_cfg};
   source_actor source;

@@ -104,6 +104,7 @@ struct fixture {
   std::unique_ptr<source_logic> logic;
 
   fixture() {
+    cfg.resume_wait = std::chrono::milliseconds{0}; // not held
     cfg.replay_buffer = 4;
     cfg.max_lag = 10000;
     cfg.idle_lag = 1000;

@@ -1,0 +1,362 @@
+#include "net/streams_api.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <utility>
+
+#include "core/clock.hpp"
+#include "net/ds_protocol.hpp"
+#include "net/stream_http.hpp"
+
+// Server-sent events: each connection catches up on its own, then joins the
+// hub of its stream, which reads and encodes each new batch once for every
+// follower.
+
+namespace ebridge {
+
+using stream_http::jitter;
+using stream_http::join;
+using stream_http::make_response;
+using stream_http::not_found;
+
+/// One SSE connection: catches up from its offset on its own, then follows
+/// the tail as a member of the stream's hub, one data event and one control
+/// event per batch.
+struct streams_api::sse_session
+  : std::enable_shared_from_this<streams_api::sse_session> {
+  streams_api* api;
+  std::string name;
+  std::string cursor_param;
+  uint64_t position;
+  bool from_now;
+  bool json = false;
+  bool text = false;
+  std::shared_ptr<http_stream> out;
+  std::mutex mtx;
+  bool finished = false;
+  bool sent_any = false;
+  bool in_hub = false; // guarded by api->hubs_mtx_
+  std::chrono::steady_clock::time_point last_write;
+  std::shared_ptr<io_runtime::timer> keepalive;
+  std::shared_ptr<io_runtime::timer> deadline;
+
+  std::string cursor() {
+    return ds::next_cursor(wall_ms(),
+                           cursor_param.empty() ? nullptr : &cursor_param,
+                           jitter());
+  }
+
+  std::string control(uint64_t offset, bool up_to_date, bool closed) {
+    std::string payload = "{\"streamNextOffset\":\""
+                          + ds::format_offset(offset) + "\"";
+    if (closed) {
+      payload += ",\"streamClosed\":true";
+    } else {
+      payload += ",\"streamCursor\":\"" + cursor() + "\"";
+      if (up_to_date)
+        payload += ",\"upToDate\":true";
+    }
+    payload += '}';
+    std::string event;
+    ds::append_sse_event(event, "control", payload);
+    return event;
+  }
+
+  /// The data event of a batch in this session's encoding.
+  std::string data_event(const read_result& r) const {
+    std::string event;
+    if (json) {
+      ds::append_sse_event(event, "data", join(r, true));
+      return event;
+    }
+    std::string bytes;
+    for (auto& c : r.chunks)
+      bytes += c;
+    ds::append_sse_event(event, "data", text ? bytes : ds::base64(bytes));
+    return event;
+  }
+
+  void write(std::string events, bool here = false) {
+    if (here)
+      out->write_here(std::move(events));
+    else
+      out->write(std::move(events));
+    last_write = std::chrono::steady_clock::now();
+  }
+
+  void start() {
+    auto self = shared_from_this();
+    out->on_close([self] { self->stop(false); });
+    deadline = api->io_.after(api->cfg_.sse_max, [self] { self->stop(true); });
+    last_write = std::chrono::steady_clock::now();
+    schedule_keepalive(api->cfg_.sse_keepalive);
+    pump();
+  }
+
+  /// Ends the connection (when `finish`) and releases everything.
+  void stop(bool finish) {
+    std::shared_ptr<http_stream> stream;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (finished)
+        return;
+      finished = true;
+      stream = std::move(out);
+      if (keepalive)
+        keepalive->cancel();
+      if (deadline)
+        deadline->cancel();
+    }
+    api->hub_leave(shared_from_this());
+    if (finish && stream)
+      stream->finish();
+  }
+
+  enum class delivery { sent, gone, elsewhere };
+
+  /// Called by the hub with a batch read at `from` (hubs_mtx_ held); sent
+  /// from this thread when `here`.
+  delivery deliver(uint64_t from, const read_result& r,
+                   const std::string& data, bool here) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (finished)
+      return delivery::gone;
+    if (position != from)
+      return delivery::elsewhere; // never expected: it catches up alone
+    position = r.next_offset;
+    sent_any = true;
+    write(data + control(r.next_offset, r.up_to_date, r.closed), here);
+    return delivery::sent;
+  }
+
+  /// Sends everything from the position to the tail on its own, then joins
+  /// the hub.
+  void pump() {
+    std::unique_lock<std::mutex> guard{mtx};
+    if (finished)
+      return;
+    for (;;) {
+      auto r = api->store_.read(name, position);
+      if (r.status != store_status::ok) {
+        guard.unlock();
+        stop(true);
+        return;
+      }
+      if (from_now) {
+        // Start at the tail: no history, just where the tail is.
+        from_now = false;
+        r.chunks.clear();
+        r.start_offset = r.next_offset;
+      }
+      position = r.next_offset;
+      if (!r.chunks.empty()) {
+        write(data_event(r) + control(r.next_offset, r.up_to_date, r.closed));
+        sent_any = true;
+        if (r.closed) {
+          guard.unlock();
+          stop(true);
+          return;
+        }
+        if (!r.up_to_date)
+          continue;
+      } else if (r.closed) {
+        write(control(r.next_offset, true, true));
+        guard.unlock();
+        stop(true);
+        return;
+      } else if (!sent_any) {
+        write(control(r.next_offset, true, false));
+        sent_any = true;
+      }
+      break;
+    }
+    guard.unlock();
+    api->hub_join(shared_from_this());
+  }
+
+  /// One keep-alive control event when nothing was written for the whole
+  /// interval; one timer per interval, not one per event.
+  void schedule_keepalive(std::chrono::milliseconds delay) {
+    auto self = shared_from_this();
+    keepalive = api->io_.after(delay, [self] {
+      std::lock_guard<std::mutex> guard{self->mtx};
+      if (self->finished)
+        return;
+      auto every = self->api->cfg_.sse_keepalive;
+      auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - self->last_write);
+      auto next = every;
+      if (idle + std::chrono::milliseconds{5} >= every)
+        self->write(self->control(self->position, true, false));
+      else
+        next = every - idle;
+      self->api->io_.post([self, next] {
+        std::lock_guard<std::mutex> g{self->mtx};
+        if (!self->finished)
+          self->schedule_keepalive(next);
+      });
+    });
+  }
+};
+
+/// The sessions that follow one stream's tail at the same position.
+struct streams_api::sse_hub {
+  std::string name;
+  uint64_t position = 0;
+  bool armed = false; // a store waiter is set or its wake-up is on its way
+  uint64_t token = 0; // the store waiter's token, 0 when it already ran
+  std::vector<std::shared_ptr<sse_session>> members;
+};
+
+void streams_api::hub_arm(const std::shared_ptr<sse_hub>& hub) {
+  // hubs_mtx_ held. The callback only posts, so it may run inside wait().
+  hub->armed = true;
+  hub->token = store_.wait(hub->name, hub->position, [this, hub] {
+    io_.post([this, hub] { hub_wake(hub); });
+  });
+}
+
+void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
+  bool alone = false;
+  {
+    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    std::lock_guard<std::mutex> s{session->mtx};
+    if (session->finished)
+      return;
+    auto& hub = hubs_[session->name];
+    if (!hub) {
+      hub = std::make_shared<sse_hub>();
+      hub->name = session->name;
+    }
+    if (hub->members.empty()) {
+      hub->position = session->position;
+    } else if (hub->position != session->position) {
+      // The hub moved on while this session caught up: catch up again.
+      alone = true;
+    }
+    if (!alone) {
+      session->in_hub = true;
+      hub->members.push_back(session);
+      if (!hub->armed)
+        hub_arm(hub);
+    }
+  }
+  if (alone)
+    io_.post([session] { session->pump(); });
+}
+
+void streams_api::hub_leave(const std::shared_ptr<sse_session>& session) {
+  uint64_t cancel = 0;
+  {
+    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    if (!session->in_hub)
+      return;
+    session->in_hub = false;
+    auto i = hubs_.find(session->name);
+    if (i == hubs_.end())
+      return;
+    auto& hub = i->second;
+    auto& m = hub->members;
+    m.erase(std::remove(m.begin(), m.end(), session), m.end());
+    if (m.empty()) {
+      cancel = hub->token;
+      hubs_.erase(i);
+    }
+  }
+  if (cancel != 0)
+    store_.cancel_wait(session->name, cancel);
+}
+
+void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
+  std::vector<std::shared_ptr<sse_session>> to_stop;
+  std::vector<std::shared_ptr<sse_session>> to_pump;
+  {
+    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    hub->armed = false;
+    hub->token = 0;
+    auto i = hubs_.find(hub->name);
+    if (i == hubs_.end() || i->second != hub)
+      return; // left by everyone meanwhile
+    if (hub->members.empty()) {
+      hubs_.erase(i);
+      return;
+    }
+    auto r = store_.read(hub->name, hub->position);
+    if (r.status == store_status::ok && r.chunks.empty() && !r.closed) {
+      hub_arm(hub); // woken without news
+      return;
+    }
+    auto members = std::exchange(hub->members, {});
+    for (auto& m : members)
+      m->in_hub = false;
+    if (r.status != store_status::ok) {
+      to_stop = std::move(members);
+    } else {
+      bool keep = r.up_to_date && !r.closed;
+      // One reader is written from this thread; many are spread over the
+      // io threads.
+      bool here = members.size() == 1;
+      // One encoding per kind of session (JSON, text, base64).
+      std::string encoded[3];
+      for (auto& m : members) {
+        int kind = m->json ? 0 : m->text ? 1 : 2;
+        if (encoded[kind].empty() && !r.chunks.empty())
+          encoded[kind] = m->data_event(r);
+        auto got = m->deliver(hub->position, r, encoded[kind], here);
+        if (got == sse_session::delivery::gone)
+          continue;
+        if (got == sse_session::delivery::elsewhere || (!keep && !r.closed)) {
+          to_pump.push_back(m);
+        } else if (r.closed) {
+          to_stop.push_back(m);
+        } else {
+          m->in_hub = true;
+          hub->members.push_back(m);
+        }
+      }
+    }
+    if (hub->members.empty()) {
+      hubs_.erase(i);
+    } else {
+      hub->position = r.next_offset;
+      hub_arm(hub);
+    }
+  }
+  for (auto& m : to_stop)
+    m->stop(true);
+  for (auto& m : to_pump)
+    io_.post([m] { m->pump(); });
+}
+
+void streams_api::sse(const http_request& req, const std::string& name,
+                      uint64_t position, bool from_now,
+                      http_responder& respond) {
+  auto info = store_.head(name);
+  if (!info) {
+    respond(not_found(name));
+    return;
+  }
+  auto session = std::make_shared<sse_session>();
+  session->api = this;
+  session->name = name;
+  session->position = position;
+  session->from_now = from_now;
+  session->json = ds::is_json(info->content_type);
+  session->text = ds::is_text(info->content_type);
+  if (auto query = ds::parse_query(req.target)) {
+    if (auto i = query->find("cursor"); i != query->end())
+      session->cursor_param = i->second;
+  }
+  auto res = make_response(200);
+  res.set("Content-Type", "text/event-stream");
+  res.set("Cache-Control", "no-cache");
+  if (!session->text)
+    res.set("Stream-SSE-Data-Encoding", "base64");
+  res.stream = [session](std::shared_ptr<http_stream> out) {
+    session->out = std::move(out);
+    session->start();
+  };
+  respond(std::move(res));
+}
+
+} // namespace ebridge
