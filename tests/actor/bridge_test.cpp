@@ -34,7 +34,7 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     registry = sys.spawn(fake_registry, reg);
   }
 
-  ~fixture() {
+  ~fixture() override {
     for (auto& b : bridges)
       caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(source, caf::exit_reason::user_shutdown);

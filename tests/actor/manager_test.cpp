@@ -24,7 +24,7 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     ref_x = source_ref(*parse_tags(tags_x));
   }
 
-  ~fixture() {
+  ~fixture() override {
     caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(source, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);

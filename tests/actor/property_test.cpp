@@ -79,9 +79,9 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     sched.run();
   }
 
-  ~fixture() {
+  ~fixture() override {
     caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
-    for (auto h : {caf::actor_cast<caf::actor>(source),
+    for (const auto& h : {caf::actor_cast<caf::actor>(source),
                    caf::actor_cast<caf::actor>(sink),
                    caf::actor_cast<caf::actor>(registry)})
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);

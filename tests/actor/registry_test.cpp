@@ -186,7 +186,7 @@ struct fixture : test_coordinator_fixture<config> {
     sched.run();
   }
 
-  ~fixture() {
+  ~fixture() override {
     caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
     for (auto& w : workers)
       caf::anon_send_exit(w, caf::exit_reason::user_shutdown);

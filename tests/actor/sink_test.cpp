@@ -35,7 +35,7 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     sched.run();
   }
 
-  ~fixture() {
+  ~fixture() override {
     caf::anon_send_exit(snk, caf::exit_reason::user_shutdown);
     sched.run();
     store.reset();

@@ -208,7 +208,7 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
       }
     }
     caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
-    for (auto h : {caf::actor_cast<caf::actor>(source),
+    for (const auto& h : {caf::actor_cast<caf::actor>(source),
                    caf::actor_cast<caf::actor>(registry),
                    caf::actor_cast<caf::actor>(sink_handle)})
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);

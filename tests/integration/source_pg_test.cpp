@@ -146,7 +146,9 @@ struct fixture {
   view registered_view(const std::string& tags) {
     auto ref = source_ref(*parse_tags(tags));
     EB_OK(registry.upsert_bridge("default", ref, tags, "/_entities/" + ref));
-    auto [b, log] = subscribe(tags);
+    auto b_sub = subscribe(tags);
+    [[maybe_unused]] auto& b = b_sub.first;
+    [[maybe_unused]] auto& log = b_sub.second;
     if (!log->wait([&] { return !log->up_to_dates.empty(); }))
       CAF_FAIL("no up-to-date within 10 s");
     std::lock_guard<std::mutex> guard{log->mtx};
@@ -224,7 +226,9 @@ CAF_TEST(a subscribe before the feed connects waits for it) {
   insert("/a", R"({"team":"a"})");
   start();
   // At once: the replication connection is still being set up.
-  auto [b, log] = subscribe(R"({"team":"a"})");
+  auto b_sub = subscribe(R"({"team":"a"})");
+  [[maybe_unused]] auto& b = b_sub.first;
+  [[maybe_unused]] auto& log = b_sub.second;
   CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
   std::lock_guard<std::mutex> guard{log->mtx};
   CAF_CHECK(log->errors.empty());
@@ -274,7 +278,10 @@ CAF_TEST(one transaction gives each view one batch at its last op index) {
 CAF_TEST(the cursor of an idle view moves to the feed and the slot follows) {
   start();
   auto v = durable_view(R"({"team":"a"})");
-  auto& [b, log, ref, at] = v;
+  [[maybe_unused]] auto& b = v.bridge;
+  [[maybe_unused]] auto& log = v.log;
+  [[maybe_unused]] auto& ref = v.ref;
+  [[maybe_unused]] auto& at = v.at;
   // Changes that concern other views only.
   for (int i = 0; i < 5; ++i)
     insert("/b" + std::to_string(i), R"({"team":"b"})");
@@ -291,7 +298,10 @@ CAF_TEST(an idle view moves only once it holds back the idle lag of WAL) {
   cfg.idle_lag = 256 * 1024;
   start();
   auto v = durable_view(R"({"team":"a"})");
-  auto& [b, log, ref, at] = v;
+  [[maybe_unused]] auto& b = v.bridge;
+  [[maybe_unused]] auto& log = v.log;
+  [[maybe_unused]] auto& ref = v.ref;
+  [[maybe_unused]] auto& at = v.at;
   auto from = *parse_lsn_offset(at.offset);
   for (int i = 0; i < 5; ++i)
     insert("/b" + std::to_string(i), R"({"team":"b"})");
@@ -327,7 +337,10 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
   cfg.replay_buffer = 4;            // it moves once 3 come after its cursor
   start();
   auto v = durable_view(R"({"team":"a"})");
-  auto& [b, log, ref, at] = v;
+  [[maybe_unused]] auto& b = v.bridge;
+  [[maybe_unused]] auto& log = v.log;
+  [[maybe_unused]] auto& ref = v.ref;
+  [[maybe_unused]] auto& at = v.at;
   insert("/b0", R"({"team":"b"})");
   insert("/b1", R"({"team":"b"})");
   std::this_thread::sleep_for(1s); // ten checks: 2 after it, still in reach
@@ -341,9 +354,11 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
   // the recent transactions, not made to resync.
   auto moved = registry.get_bridge("default", ref);
   CAF_REQUIRE(moved);
-  auto [b2, log2] = subscribe(R"({"team":"a"})",
+  auto b2_sub = subscribe(R"({"team":"a"})",
                               source_cursor{moved->cursor_handle,
                                             moved->cursor_offset});
+  [[maybe_unused]] auto& b2 = b2_sub.first;
+  [[maybe_unused]] auto& log2 = b2_sub.second;
   insert("/a1", R"({"team":"a"})");
   CAF_REQUIRE(log2->wait([&] { return !log2->batches.empty(); }));
   std::lock_guard<std::mutex> guard{log2->mtx};
@@ -362,7 +377,10 @@ CAF_TEST(an idle view the server was let past moves at the next check) {
   cfg.replication.status_interval = 60s;
   start();
   auto v = durable_view(R"({"team":"a"})");
-  auto& [b, log, ref, at] = v;
+  [[maybe_unused]] auto& b = v.bridge;
+  [[maybe_unused]] auto& log = v.log;
+  [[maybe_unused]] auto& ref = v.ref;
+  [[maybe_unused]] auto& at = v.at;
   insert("/b0", R"({"team":"b"})");
   auto after = wal_lsn();
   CAF_CHECK(eventually([&] { return slot_confirmed() >= after; }));
@@ -403,9 +421,11 @@ CAF_TEST(a held feed serves a view that resumes late from its cursor) {
   auto row = registry.get_bridge("default", v.ref);
   CAF_REQUIRE(row);
   auto t0 = std::chrono::steady_clock::now();
-  auto [b2, log2] = subscribe(R"({"team":"a"})",
+  auto b2_sub = subscribe(R"({"team":"a"})",
                               source_cursor{row->cursor_handle,
                                             row->cursor_offset});
+  [[maybe_unused]] auto& b2 = b2_sub.first;
+  [[maybe_unused]] auto& log2 = b2_sub.second;
   CAF_REQUIRE(log2->wait([&] { return !log2->batches.empty(); }));
   CAF_CHECK_LESS(std::chrono::steady_clock::now() - t0, 5s);
   std::lock_guard<std::mutex> guard{log2->mtx};
@@ -474,7 +494,10 @@ CAF_TEST(idle cursors move in chunks of one statement per tick) {
 CAF_TEST(a view that does not acknowledge holds the slot back) {
   start();
   auto v = durable_view(R"({"team":"a"})");
-  auto& [b, log, ref, at] = v;
+  [[maybe_unused]] auto& b = v.bridge;
+  [[maybe_unused]] auto& log = v.log;
+  [[maybe_unused]] auto& ref = v.ref;
+  [[maybe_unused]] auto& at = v.at;
   CAF_REQUIRE(eventually([&] {
     return slot_confirmed() >= *parse_lsn_offset(at.offset);
   }));
@@ -495,7 +518,9 @@ CAF_TEST(a view that does not acknowledge holds the slot back) {
 CAF_TEST(a view that lags more than the limit must resync) {
   cfg.max_lag = 4096; // bytes of WAL
   start();
-  auto [b, log] = subscribe(R"({"team":"a"})");
+  auto b_sub = subscribe(R"({"team":"a"})");
+  [[maybe_unused]] auto& b = b_sub.first;
+  [[maybe_unused]] auto& log = b_sub.second;
   CAF_REQUIRE(log->wait([&] { return !log->up_to_dates.empty(); }));
   // It never acknowledges; its changes pile up past the limit.
   for (int i = 0; i < 40; ++i)

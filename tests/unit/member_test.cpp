@@ -357,7 +357,7 @@ CAF_TEST(rows differing in any one field compare unequal) {
     CAF_CHECK(base != other);
     CAF_CHECK(!(base == other));
   }
-  auto same = base;
+  auto same = base; // NOLINT(performance-unnecessary-copy-initialization): the copy is what is tested
   CAF_CHECK(base == same);
 }
 
@@ -598,7 +598,7 @@ CAF_TEST(malformed events are bad rows with a clear message) {
            + R"(,"headers":{"operation":"insert"}})";
   };
   auto replace = [&](const std::string& field, const std::string& by) {
-    auto row = good_row;
+    const auto& row = good_row;
     auto pos = row.find("\"" + field + "\":");
     // Every field value but the last is followed by the first ',' after it.
     auto end = std::min(row.find(',', pos), row.size() - 1);
