@@ -237,8 +237,7 @@ using sink_actor = caf::typed_actor<
 /// that die.
 using manager_actor = caf::typed_actor<
   // (tenant, tags JSON) → {sourceRef, streamUrl} once the bridge is ready.
-  caf::replies_to<register_atom, std::string,
-                  std::string>::with<registration>,
+  caf::replies_to<register_atom, std::string, std::string>::with<registration>,
   caf::reacts_to<touch_atom, std::string, std::string>,
   caf::reacts_to<reader_open_atom, std::string, std::string>,
   caf::reacts_to<reader_close_atom, std::string, std::string>,

@@ -109,8 +109,8 @@ void persist(self_ptr self, source_cursor at) {
   auto& cfg = st.cfg;
   auto subscription = st.subscription;
   self
-    ->request(cfg.registry, cfg.request_timeout, cursor_atom::value,
-              cfg.tenant, cfg.source_ref, at.handle, at.offset)
+    ->request(cfg.registry, cfg.request_timeout, cursor_atom::value, cfg.tenant,
+              cfg.source_ref, at.handle, at.offset)
     .then(
       [self, at, subscription](bool) {
         auto& st = self->state;
@@ -155,8 +155,7 @@ void push_step(self_ptr self, source_cursor at,
   append.producer = producer_stamp{"entity-bridge-" + st.cfg.source_ref,
                                    static_cast<uint64_t>(st.epoch),
                                    st.next_seq++};
-  append.stream_seq = make_stream_seq(st.epoch, at.offset,
-                                      append.producer.seq);
+  append.stream_seq = make_stream_seq(st.epoch, at.offset, append.producer.seq);
   auto ts = wall_ms();
   append.events.reserve(events.size());
   for (auto& ev : events)
@@ -167,8 +166,8 @@ void push_step(self_ptr self, source_cursor at,
   // event costs the clock thread a wake-up now and this actor a stale
   // message 30 s later (at 1,000 events/s the clock thread had a tenth of
   // ebridge's CPU samples).
-  self->request(st.cfg.sink, caf::infinite, append_atom::value,
-                std::move(append))
+  self
+    ->request(st.cfg.sink, caf::infinite, append_atom::value, std::move(append))
     .then(
       [self, id](uint64_t) {
         for (auto& step : self->state.steps)
@@ -250,8 +249,8 @@ void write_touch(self_ptr self) {
   auto& cfg = st.cfg;
   self->delayed_send(self, cfg.touch_interval, touch_due_atom::value);
   self
-    ->request(cfg.registry, cfg.request_timeout, touch_atom::value,
-              cfg.tenant, cfg.source_ref)
+    ->request(cfg.registry, cfg.request_timeout, touch_atom::value, cfg.tenant,
+              cfg.source_ref)
     .then([](bool) {},
           [self](caf::error& err) {
             // Activity is advisory (GC asks the bridge too): no failure.
@@ -326,8 +325,8 @@ std::chrono::milliseconds backoff(bridge_state& st) {
   // tests stay deterministic.
   auto seed = std::hash<std::string>{}(cfg.source_ref)
               + static_cast<size_t>(st.failures);
-  auto jitter = static_cast<long>(seed % static_cast<size_t>(
-                                           delay.count() / 2 + 1));
+  auto jitter = static_cast<long>(seed
+                                  % static_cast<size_t>(delay.count() / 2 + 1));
   return delay + std::chrono::milliseconds{jitter};
 }
 
@@ -380,8 +379,9 @@ void begin(self_ptr self, const std::string& last, source_cursor cursor,
 
 void start(self_ptr self) {
   auto& cfg = self->state.cfg;
-  self->request(cfg.sink, cfg.request_timeout, ensure_atom::value,
-                stream_path(cfg.source_ref))
+  self
+    ->request(cfg.sink, cfg.request_timeout, ensure_atom::value,
+              stream_path(cfg.source_ref))
     .then(
       [self](sink_stream_state& stream) {
         auto& st = self->state;
@@ -432,9 +432,8 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
   auto source = self->state.cfg.source;
   auto me = caf::actor_cast<bridge_actor>(self);
   // Whatever ends the bridge, the source stops sending to it.
-  self->attach_functor([source, me] {
-    caf::anon_send(source, caf::unsubscribe_atom::value, me);
-  });
+  self->attach_functor(
+    [source, me] { caf::anon_send(source, caf::unsubscribe_atom::value, me); });
   start(self);
   return {
     [self](change_batch& batch) {
@@ -569,8 +568,9 @@ bridge(bridge_actor::stateful_pointer<bridge_state> self, bridge_config cfg) {
     },
     [self](status_atom) {
       auto& st = self->state;
-      return bridge_status{to_string(st.phase), st.members.size(), st.epoch,
-                           st.cursor, st.steps.size(), st.last_activity_ms};
+      return bridge_status{
+        to_string(st.phase), st.members.size(), st.epoch,
+        st.cursor,           st.steps.size(),   st.last_activity_ms};
     },
   };
 }

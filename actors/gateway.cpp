@@ -27,8 +27,9 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self,
       // The manager bounds the wait for the bridge itself; this bound only
       // guards against a manager that does not answer at all.
       auto bound = self->state.timeout * 4;
-      self->request(self->state.manager, bound, register_atom::value,
-                    std::move(tenant), std::move(tags))
+      self
+        ->request(self->state.manager, bound, register_atom::value,
+                  std::move(tenant), std::move(tags))
         .then([fn](registration& r) { fn(std::move(r)); },
               [fn](caf::error& err) { fn(std::move(err)); });
     },
@@ -52,10 +53,13 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self,
           fn(r);
       };
       self->request(st.registry, st.timeout, caf::ping_atom::value)
-        .then([finish](caf::ok_atom) { finish(readiness{true, {}}); },
-              [finish](caf::error& err) {
-                finish(readiness{false, "postgres: " + error_message(err)});
-              });
+        .then(
+          [finish](caf::ok_atom) {
+            finish(readiness{true, {}});
+          },
+          [finish](caf::error& err) {
+            finish(readiness{false, "postgres: " + error_message(err)});
+          });
     },
   };
 }

@@ -7,8 +7,8 @@
 
 #include <caf/actor_clock.hpp>
 
-#include "config/defaults.hpp"
 #include "actors/actors.hpp"
+#include "config/defaults.hpp"
 
 namespace ebridge {
 

@@ -176,24 +176,23 @@ void collect(self_ptr self, const manager_state::key& k, int64_t cutoff) {
     ->request(st.cfg.registry, st.cfg.request_timeout, caf::delete_atom::value,
               k.first, k.second, cutoff)
     .then(
-                      [self, k](bool deleted) {
-                        auto& st = self->state;
-                        if (!deleted)
-                          return;
-                        auto i = st.bridges.find(k);
-                        if (i == st.bridges.end())
-                          return;
-                        log::info("manager", "collected idle bridge",
-                                  {{"tenant", k.first}, {"ref", k.second}});
-                        if (i->second.bridge)
-                          retire(self, i->second.bridge);
-                        stop_awaiting(self, i->second);
-                        st.bridges.erase(i);
-                      },
-                      [](caf::error& err) {
-                        log::warn("manager", "gc delete failed",
-                                  {{"error", describe(err)}});
-                      });
+      [self, k](bool deleted) {
+        auto& st = self->state;
+        if (!deleted)
+          return;
+        auto i = st.bridges.find(k);
+        if (i == st.bridges.end())
+          return;
+        log::info("manager", "collected idle bridge",
+                  {{"tenant", k.first}, {"ref", k.second}});
+        if (i->second.bridge)
+          retire(self, i->second.bridge);
+        stop_awaiting(self, i->second);
+        st.bridges.erase(i);
+      },
+      [](caf::error& err) {
+        log::warn("manager", "gc delete failed", {{"error", describe(err)}});
+      });
 }
 
 } // namespace
@@ -244,16 +243,17 @@ manager(manager_actor::stateful_pointer<manager_state> self,
   // for each, so they start without registry requests of their own. One
   // statement over every row: it may take longer than one bridge's request.
   auto& st = self->state;
-  self->request(st.cfg.registry, st.cfg.request_timeout * 10,
-                resume_atom::value)
+  self
+    ->request(st.cfg.registry, st.cfg.request_timeout * 10, resume_atom::value)
     .then(
       [self](std::vector<bridge_row>& rows) {
         // The source holds its feed until these subscribed (see
         // source_config::resume_wait): each is then served from its cursor.
         auto& st = self->state;
-        st.resuming = static_cast<uint64_t>(std::count_if(
-          rows.begin(), rows.end(),
-          [](const bridge_row& row) { return row.has_cursor(); }));
+        st.resuming = static_cast<uint64_t>(
+          std::count_if(rows.begin(), rows.end(), [](const bridge_row& row) {
+            return row.has_cursor();
+          }));
         self->send(st.cfg.source, resuming_atom::value, st.resuming);
         for (auto& row : rows) {
           manager_state::key k{row.tenant_id, row.source_ref};
@@ -288,28 +288,27 @@ manager(manager_actor::stateful_pointer<manager_state> self,
       auto promise = self->make_response_promise<registration>();
       auto& cfg = self->state.cfg;
       self
-        ->request(cfg.registry, cfg.request_timeout, upsert_atom::value,
-                  tenant, ref, normalized, answer.stream_url)
+        ->request(cfg.registry, cfg.request_timeout, upsert_atom::value, tenant,
+                  ref, normalized, answer.stream_url)
         .then(
           [self, promise, answer, tenant, normalized](bridge_row&) mutable {
             auto& st = self->state;
             manager_state::key k{tenant, answer.source_ref};
             caf::anon_send(st.cfg.registry, touch_atom::value, tenant,
-                       answer.source_ref);
+                           answer.source_ref);
             auto& b = ensure(self, k, normalized);
             // Bounded: past it the caller gets a timeout and the bridge
             // keeps starting.
             self->request(b, st.cfg.register_timeout, ready_atom::value)
-              .then(
-                [promise, answer](caf::ok_atom) mutable {
-                  promise.deliver(answer);
-                },
-                [promise](caf::error& err) mutable {
-                  promise.deliver(
-                    err == caf::sec::request_timeout
-                      ? make_error(ec::timeout, "the view is still starting")
-                      : err);
-                });
+              .then([promise,
+                     answer](caf::ok_atom) mutable { promise.deliver(answer); },
+                    [promise](caf::error& err) mutable {
+                      promise.deliver(
+                        err == caf::sec::request_timeout
+                          ? make_error(ec::timeout,
+                                       "the view is still starting")
+                          : err);
+                    });
           },
           [promise](caf::error& err) mutable { promise.deliver(err); });
       return promise;

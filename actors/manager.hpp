@@ -11,9 +11,9 @@
 #include <caf/actor_clock.hpp>
 #include <caf/response_promise.hpp>
 
-#include "config/defaults.hpp"
 #include "actors/actors.hpp"
 #include "actors/bridge.hpp"
+#include "config/defaults.hpp"
 
 namespace ebridge {
 

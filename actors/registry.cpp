@@ -31,8 +31,7 @@ std::string key_of(const std::string& tenant, const std::string& ref) {
 
 bool is_receiver_down(const caf::error& err) {
   return err.category() == caf::atom("system")
-         && err.code()
-              == static_cast<uint8_t>(caf::sec::request_receiver_down);
+         && err.code() == static_cast<uint8_t>(caf::sec::request_receiver_down);
 }
 
 /// Sends the cursor writes queued for one worker as one batch.
@@ -146,8 +145,8 @@ registry_state::~registry_state() {
 }
 
 registry_actor::behavior_type
-registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size,
-         registry_worker_factory make_worker) {
+registry(registry_actor::stateful_pointer<registry_state> self,
+         size_t pool_size, registry_worker_factory make_worker) {
   auto& st = self->state;
   st.make_worker = std::move(make_worker);
   for (size_t i = 0; i < std::max<size_t>(pool_size, 1); ++i) {
@@ -195,9 +194,7 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
     [self](list_atom atm, std::string& tenant) {
       return self->delegate(self->state.pick(), atm, std::move(tenant));
     },
-    [self](resume_atom atm) {
-      return self->delegate(self->state.pick(), atm);
-    },
+    [self](resume_atom atm) { return self->delegate(self->state.pick(), atm); },
     [self](caf::delete_atom atm, std::string& tenant, std::string& ref,
            int64_t before_ms) {
       auto worker = keyed(self, tenant, ref);
@@ -216,8 +213,11 @@ registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size
            std::string& handle, std::string& offset) -> caf::result<bool> {
       auto promise = self->make_response_promise<bool>();
       queue_cursor(self,
-                   cursor_write{std::move(tenant), std::move(ref),
-                                std::move(handle), std::move(offset), false,
+                   cursor_write{std::move(tenant),
+                                std::move(ref),
+                                std::move(handle),
+                                std::move(offset),
+                                false,
                                 {}},
                    [promise](caf::expected<bool> r) mutable {
                      if (r)

@@ -19,7 +19,8 @@ namespace ebridge {
 
 /// Makes one registry worker. The registry calls it for every slot of its
 /// pool and again to replace a worker that died.
-using registry_worker_factory = std::function<registry_actor(caf::actor_system&)>;
+using registry_worker_factory
+  = std::function<registry_actor(caf::actor_system&)>;
 
 struct registry_state {
   /// The pool, in round-robin order.
@@ -95,8 +96,8 @@ struct registry_state {
 /// The registry: forwards every request to a worker of its pool (the worker
 /// answers the requester directly) and replaces workers that die.
 registry_actor::behavior_type
-registry(registry_actor::stateful_pointer<registry_state> self, size_t pool_size,
-         registry_worker_factory make_worker);
+registry(registry_actor::stateful_pointer<registry_state> self,
+         size_t pool_size, registry_worker_factory make_worker);
 
 /// A registry worker: runs the backend's operations one at a time.
 registry_actor::behavior_type

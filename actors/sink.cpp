@@ -37,22 +37,23 @@ sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
   auto track = [self](sink_state::pending::step what, std::string stream,
                       caf::response_promise promise) {
     auto id = self->state.next_id++;
-    self->state.in_flight.emplace(
-      id, sink_state::pending{what, std::move(stream), std::move(promise)});
+    self->state.in_flight.emplace(id,
+                                  sink_state::pending{what, std::move(stream),
+                                                      std::move(promise)});
     auto handle = caf::actor_cast<sink_actor>(self);
     return [handle, id](write_result r) {
       caf::anon_send(handle, ack_atom::value, id, std::move(r));
     };
   };
   return {
-    [self, track](ensure_atom, std::string& stream)
-      -> caf::result<sink_stream_state> {
+    [self, track](ensure_atom,
+                  std::string& stream) -> caf::result<sink_stream_state> {
       auto promise = self->make_response_promise<sink_stream_state>();
       create_request req;
       req.content_type = json_type;
-      self->state.store->create(
-        stream, std::move(req),
-        track(sink_state::pending::step::created, stream, promise));
+      self->state.store->create(stream, std::move(req),
+                                track(sink_state::pending::step::created,
+                                      stream, promise));
       return promise;
     },
     [self, track](append_atom, sink_append& a) -> caf::result<uint64_t> {
@@ -61,9 +62,9 @@ sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
       req.messages = std::move(a.events);
       req.producer = std::move(a.producer);
       req.stream_seq = std::move(a.stream_seq);
-      self->state.store->append(
-        a.stream, std::move(req),
-        track(sink_state::pending::step::appended, a.stream, promise));
+      self->state.store->append(a.stream, std::move(req),
+                                track(sink_state::pending::step::appended,
+                                      a.stream, promise));
       return promise;
     },
     [self, track](ack_atom, uint64_t id, write_result& r) {
@@ -75,7 +76,8 @@ sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
       using step = sink_state::pending::step;
       switch (op.what) {
         case step::created:
-          if (r.status != store_status::ok && r.status != store_status::exists) {
+          if (r.status != store_status::ok
+              && r.status != store_status::exists) {
             op.promise.deliver(to_error(r));
             return;
           }
@@ -96,9 +98,9 @@ sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
           for (;;) {
             auto page = self->state.store->read(op.stream, offset);
             if (page.status != store_status::ok) {
-              op.promise.deliver(make_error(ec::store_error,
-                                            "stream store: cannot read "
-                                              + op.stream));
+              op.promise.deliver(
+                make_error(ec::store_error,
+                           "stream store: cannot read " + op.stream));
               return;
             }
             for (auto& m : page.chunks)

@@ -80,8 +80,8 @@ void on_tick(self_ptr self) {
   send_advance(self);
   // The reader reports to Postgres at its status interval: computing more
   // often (a pass over every subscriber) would be wasted.
-  auto confirm_every = std::max<int64_t>(
-    1, st.cfg.replication.status_interval / tick_interval);
+  auto confirm_every = std::max<int64_t>(1, st.cfg.replication.status_interval
+                                              / tick_interval);
   if (++st.confirm_ticks >= confirm_every && logic.confirm_due()) {
     st.confirm_ticks = 0;
     st.reader->confirm(logic.confirmable());
@@ -114,8 +114,7 @@ void source_state::refetch(uint64_t id, uint64_t subscription) {
     self->send(i->second, refetch_atom::value, subscription);
 }
 
-void source_state::failed(uint64_t id, uint64_t subscription,
-                          std::string why) {
+void source_state::failed(uint64_t id, uint64_t subscription, std::string why) {
   if (auto i = bridges.find(id); i != bridges.end())
     self->send(i->second, source_error_atom::value, subscription,
                std::move(why));

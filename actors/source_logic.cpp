@@ -116,7 +116,9 @@ void source_logic::release_if_resumed() {
   if (!holding_ || !resuming_ || waiting_.size() < *resuming_)
     return;
   auto with_cursor = std::count_if(waiting_.begin(), waiting_.end(),
-                                   [](const auto& w) { return !w.from.empty(); });
+                                   [](const auto& w) {
+                                     return !w.from.empty();
+                                   });
   if (static_cast<uint64_t>(with_cursor) >= *resuming_)
     start_feed("every view resumed with a cursor subscribed");
 }
@@ -324,8 +326,7 @@ void source_logic::replay(uint64_t id) {
 
 void source_logic::refetch_all(const std::string& why) {
   log::warn("source", "every view must refetch",
-            {{"reason", why},
-             {"views", std::to_string(subscribers_.size())}});
+            {{"reason", why}, {"views", std::to_string(subscribers_.size())}});
   for (auto& [id, sub] : subscribers_) {
     out_.refetch(id, sub.subscription);
     index_.remove(id);

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "config/defaults.hpp"
 #include "actors/actors.hpp"
+#include "config/defaults.hpp"
 #include "core/tag_index.hpp"
 #include "storage/replication.hpp"
 #include "storage/snapshot.hpp"

@@ -17,7 +17,8 @@ void actor_views::register_view(
 }
 
 void actor_views::check_ready(std::function<void(readiness)> done) {
-  caf::anon_send(gateway_, ready_atom::value, readiness_callback{std::move(done)});
+  caf::anon_send(gateway_, ready_atom::value,
+                 readiness_callback{std::move(done)});
 }
 
 void actor_views::touch(const std::string& tenant, const std::string& ref) {

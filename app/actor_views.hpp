@@ -12,14 +12,13 @@ class actor_views : public view_service {
 public:
   actor_views(gateway_actor gateway, manager_actor manager);
 
-  void register_view(std::string tenant, std::string tags_json,
-                     std::function<void(caf::expected<registration>)> done)
-    override;
+  void
+  register_view(std::string tenant, std::string tags_json,
+                std::function<void(caf::expected<registration>)> done) override;
   void check_ready(std::function<void(readiness)> done) override;
   void touch(const std::string& tenant, const std::string& ref) override;
   void reader_open(const std::string& tenant, const std::string& ref) override;
-  void reader_close(const std::string& tenant,
-                    const std::string& ref) override;
+  void reader_close(const std::string& tenant, const std::string& ref) override;
 
 private:
   gateway_actor gateway_;

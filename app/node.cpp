@@ -3,8 +3,8 @@
 #include <cerrno>
 #include <cstring>
 #include <future>
-#include <thread>
 #include <iostream>
+#include <thread>
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -12,15 +12,15 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
-#include <caf/send.hpp>
 
 #include "actors/gateway.hpp"
 #include "actors/manager.hpp"
+#include "actors/registry.hpp"
 #include "actors/sink.hpp"
 #include "actors/source.hpp"
-#include "actors/registry.hpp"
 #include "app/actor_views.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -60,9 +60,8 @@ caf::error prepare_data_dir(const std::string& dir) {
     pos = dir.find('/', pos + 1);
     path = dir.substr(0, pos);
     if (!path.empty() && ::mkdir(path.c_str(), 0750) != 0 && errno != EEXIST)
-      return make_error(ec::invalid_config,
-                        "data-dir: cannot create " + path + ": "
-                          + std::strerror(errno));
+      return make_error(ec::invalid_config, "data-dir: cannot create " + path
+                                              + ": " + std::strerror(errno));
   }
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
     return make_error(ec::invalid_config, "data-dir: " + dir
@@ -109,8 +108,9 @@ void raise_open_files_limit() {
       lim = wanted;
   }
   if (lim.rlim_cur < 16384)
-    log::warn("node", "few file descriptors: each view keeps its stream file "
-                      "open and each reader a socket",
+    log::warn("node",
+              "few file descriptors: each view keeps its stream file "
+              "open and each reader a socket",
               {{"limit", std::to_string(lim.rlim_cur)}});
 }
 
@@ -147,7 +147,8 @@ int run_serve(const options& opts) {
   cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
   caf::actor_system sys{cfg};
   auto registry_handle = sys.spawn(registry, opts.registry_pool_size,
-                                   postgres_registry_workers(opts.postgres_url));
+                                   postgres_registry_workers(
+                                     opts.postgres_url));
   auto sink_handle = sys.spawn(sink, store.get());
   source_config src_cfg;
   src_cfg.replication.postgres_url = opts.postgres_url;
@@ -199,7 +200,8 @@ int run_serve(const options& opts) {
     return exit_usage;
   }
   std::promise<int> stop_signal;
-  io.on_shutdown_signal([&stop_signal](int sig) { stop_signal.set_value(sig); });
+  io.on_shutdown_signal(
+    [&stop_signal](int sig) { stop_signal.set_value(sig); });
   io.start();
   log::info("node", "serving",
             {{"http", opts.http_listen.host + ":" + std::to_string(*port)},

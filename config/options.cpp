@@ -23,7 +23,7 @@ namespace {
 using setter = std::function<caf::error(options&, std::string_view)>;
 
 struct option_info {
-  std::string key;       // config-file key and CLI flag name
+  std::string key; // config-file key and CLI flag name
   std::string help;
   std::function<std::string(const options&)> show; // renders the value
   setter set;
@@ -43,9 +43,8 @@ caf::expected<uint64_t> parse_unsigned(std::string_view text, uint64_t min,
   if (text.empty() || text.size() > 19
       || !std::all_of(text.begin(), text.end(),
                       [](char c) { return c >= '0' && c <= '9'; }))
-    return make_error(ec::invalid_config,
-                      "expected a whole number, got \"" + std::string{text}
-                        + "\"");
+    return make_error(ec::invalid_config, "expected a whole number, got \""
+                                            + std::string{text} + "\"");
   uint64_t value = std::stoull(std::string{text});
   if (value < min || value > max)
     return make_error(ec::invalid_config,
@@ -81,10 +80,10 @@ caf::expected<uint64_t> parse_size(std::string_view text, uint64_t min,
                       "expected a size such as 512MB or 1GB, got \""
                         + std::string{text} + "\"");
   if (*n > max / scale || *n * scale < min || *n * scale > max)
-    return make_error(ec::invalid_config,
-                      "\"" + std::string{text} + "\" is out of range "
-                        + std::to_string(min) + "-" + std::to_string(max)
-                        + " bytes");
+    return make_error(ec::invalid_config, "\"" + std::string{text}
+                                            + "\" is out of range "
+                                            + std::to_string(min) + "-"
+                                            + std::to_string(max) + " bytes");
   return *n * scale;
 }
 
@@ -106,10 +105,11 @@ caf::error check_postgres_url(std::string_view text) {
   if (parsed == nullptr) {
     std::string reason = message != nullptr ? message : "cannot be parsed";
     PQfreemem(message);
-    while (!reason.empty() && std::isspace(static_cast<unsigned char>(reason.back())))
+    while (!reason.empty()
+           && std::isspace(static_cast<unsigned char>(reason.back())))
       reason.pop_back();
-    return make_error(ec::invalid_config, "not a valid connection string: "
-                                            + reason);
+    return make_error(ec::invalid_config,
+                      "not a valid connection string: " + reason);
   }
   PQconninfoFree(parsed);
   return caf::none;
@@ -129,8 +129,9 @@ caf::error set_positive_duration(std::chrono::milliseconds& field,
 const std::vector<option_info>& option_table() {
   static const std::vector<option_info> table = {
     {"config", "config file to read (key = value lines, [section] headers)",
-     [](const options& o) { return o.config_file.empty() ? "(none)"
-                                                         : o.config_file; },
+     [](const options& o) {
+       return o.config_file.empty() ? "(none)" : o.config_file;
+     },
      [](options& o, std::string_view v) -> caf::error {
        if (v.empty())
          return make_error(ec::invalid_config, "must not be empty");
@@ -145,7 +146,8 @@ const std::vector<option_info>& option_table() {
        o.postgres_url = std::string{v};
        return caf::none;
      }},
-    {"http.listen", "HTTP address to listen on, HOST:PORT ([::1]:PORT for IPv6)",
+    {"http.listen",
+     "HTTP address to listen on, HOST:PORT ([::1]:PORT for IPv6)",
      [](const options& o) {
        auto& a = o.http_listen;
        return (a.host.find(':') != std::string::npos ? "[" + a.host + "]"
@@ -271,13 +273,15 @@ const std::vector<option_info>& option_table() {
        o.data_dir = std::string{v};
        return caf::none;
      }},
-    {"log.level", "least severe log level shown: trace|debug|info|warn|error|off",
+    {"log.level",
+     "least severe log level shown: trace|debug|info|warn|error|off",
      [](const options& o) { return std::string{to_string(o.log)}; },
      [](options& o, std::string_view v) -> caf::error {
        if (!from_string(v, o.log))
          return make_error(ec::invalid_config,
                            "expected trace, debug, info, warn, error or off, "
-                           "got \"" + std::string{v} + "\"");
+                           "got \""
+                             + std::string{v} + "\"");
        return caf::none;
      }},
     {"scheduler.max-threads", "actor scheduler threads (default: CPU cores)",
@@ -318,13 +322,13 @@ caf::error apply(options& opts, std::string_view key, std::string_view value,
                  const std::string& where) {
   auto* info = find_option(key);
   if (info == nullptr)
-    return make_error(ec::invalid_config,
-                      "unknown option " + std::string{key} + " (" + where
-                        + "); see ebridge --help");
+    return make_error(ec::invalid_config, "unknown option " + std::string{key}
+                                            + " (" + where
+                                            + "); see ebridge --help");
   if (auto err = info->set(opts, value))
-    return make_error(ec::invalid_config,
-                      "invalid value for option " + info->key + " (" + where
-                        + "): " + error_message(err));
+    return make_error(ec::invalid_config, "invalid value for option "
+                                            + info->key + " (" + where
+                                            + "): " + error_message(err));
   return caf::none;
 }
 
@@ -360,8 +364,7 @@ caf::error read_config_file(options& opts, const std::string& path) {
     }
     auto eq = text.find('=');
     if (eq == std::string_view::npos)
-      return make_error(ec::invalid_config,
-                        "expected key = value in " + where);
+      return make_error(ec::invalid_config, "expected key = value in " + where);
     auto key = std::string{trim(text.substr(0, eq))};
     auto value = trim(text.substr(eq + 1));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
@@ -370,8 +373,8 @@ caf::error read_config_file(options& opts, const std::string& path) {
       key = section + "." + key;
     if (key == "config")
       return make_error(ec::invalid_config,
-                        "option config cannot be set in a config file ("
-                          + where + ")");
+                        "option config cannot be set in a config file (" + where
+                          + ")");
     if (auto err = apply(opts, key, value, where))
       return err;
   }
@@ -400,7 +403,8 @@ caf::expected<std::chrono::milliseconds> parse_duration(std::string_view text) {
   auto bad = [&] {
     return make_error(ec::invalid_config,
                       "expected a duration such as 500ms, 20s, 5min or 1h, "
-                      "got \"" + std::string{text} + "\"");
+                      "got \""
+                        + std::string{text} + "\"");
   };
   if (digits == 0 || digits > 12)
     return bad();
@@ -421,9 +425,8 @@ caf::expected<std::chrono::milliseconds> parse_duration(std::string_view text) {
   // Nothing ebridge waits for is longer than a year; refuse larger values.
   constexpr int64_t year_ms = 366LL * 24 * 3'600'000;
   if (n > year_ms / scale)
-    return make_error(ec::invalid_config,
-                      "duration \"" + std::string{text}
-                        + "\" is longer than a year");
+    return make_error(ec::invalid_config, "duration \"" + std::string{text}
+                                            + "\" is longer than a year");
   return std::chrono::milliseconds{n * scale};
 }
 
@@ -440,8 +443,8 @@ std::string to_string(std::chrono::milliseconds value) {
 
 caf::expected<listen_address> parse_listen_address(std::string_view text) {
   auto bad = [&](const std::string& why) {
-    return make_error(ec::invalid_config, why + ", got \"" + std::string{text}
-                                            + "\"");
+    return make_error(ec::invalid_config,
+                      why + ", got \"" + std::string{text} + "\"");
   };
   listen_address result;
   std::string_view port;

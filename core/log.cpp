@@ -51,7 +51,8 @@ bool needs_quotes(std::string_view value) {
   if (value.empty())
     return true;
   for (char c : value)
-    if (c == ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) < 0x20)
+    if (c == ' ' || c == '"' || c == '='
+        || static_cast<unsigned char>(c) < 0x20)
       return true;
   return false;
 }

@@ -87,8 +87,8 @@ caf::error column_error(const char* column, const std::string& what) {
   return make_error(ec::bad_row, std::move(msg));
 }
 
-caf::error read_text(const std::optional<std::string>& column,
-                     const char* name, std::string& out) {
+caf::error read_text(const std::optional<std::string>& column, const char* name,
+                     std::string& out) {
   if (!column)
     return column_error(name, "is null");
   out = *column;
@@ -96,8 +96,8 @@ caf::error read_text(const std::optional<std::string>& column,
 }
 
 /// A JSON column; a null column reads as JSON null.
-caf::error read_json(const std::optional<std::string>& column,
-                     const char* name, json& out) {
+caf::error read_json(const std::optional<std::string>& column, const char* name,
+                     json& out) {
   if (!column) {
     out = nullptr;
     return {};

@@ -121,18 +121,16 @@ caf::expected<tag_set> tags_from_json(const nlohmann::json& value) {
   result.pairs.reserve(object.size());
   for (const auto& [key, tag_value] : object) {
     if (!tag_value.is_string())
-      return make_error(ec::invalid_tags,
-                        "tag " + js_string(key)
-                          + " must have a string value, got "
-                          + tag_value.type_name());
+      return make_error(ec::invalid_tags, "tag " + js_string(key)
+                                            + " must have a string value, got "
+                                            + tag_value.type_name());
     auto text = tag_value.get<std::string>();
     // Postgres text and jsonb cannot hold U+0000: refuse it here, as bad
     // input, rather than fail later in the database.
     if (key.find('\0') != std::string::npos
         || text.find('\0') != std::string::npos)
-      return make_error(ec::invalid_tags,
-                        "tag " + js_string(key)
-                          + " contains the character U+0000");
+      return make_error(ec::invalid_tags, "tag " + js_string(key)
+                                            + " contains the character U+0000");
     result.pairs.emplace_back(key, std::move(text));
   }
   // Keys of a JSON object are unique, so the order is total.
@@ -223,10 +221,9 @@ std::string stream_path(std::string_view ref) {
 }
 
 bool is_source_ref(std::string_view ref) {
-  return ref.size() == 16
-         && std::all_of(ref.begin(), ref.end(), [](char c) {
-              return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-            });
+  return ref.size() == 16 && std::all_of(ref.begin(), ref.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 bool is_valid_utf8(std::string_view text) {

@@ -75,7 +75,8 @@ caf::expected<offset_spec> parse_offset(std::string_view text) {
   if (text.size() == 33 && text[16] == '_' && all_digits(text.substr(0, 16))
       && all_digits(text.substr(17))) {
     if (text.substr(0, 16) != "0000000000000000")
-      return bad("offset " + std::string{text} + " is not one of this server's");
+      return bad("offset " + std::string{text}
+                 + " is not one of this server's");
     result.what = offset_spec::kind::at;
     result.position = *to_u64(text.substr(17));
     return result;
@@ -120,9 +121,8 @@ parse_query(std::string_view target) {
       continue;
     auto eq = part.find('=');
     auto name = percent_decode(part.substr(0, eq));
-    auto value = percent_decode(eq == std::string_view::npos
-                                  ? std::string_view{}
-                                  : part.substr(eq + 1));
+    auto value = percent_decode(
+      eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
     if (!name || !value)
       return bad("malformed percent-encoding in the query string");
     result.emplace(std::move(*name), std::move(*value));

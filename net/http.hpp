@@ -131,8 +131,8 @@ private:
 /// Limits the server enforces, each with a clear answer.
 struct http_limits {
   size_t max_body = defaults::http_max_body; // 413 beyond
-  size_t max_header = 16 << 10;    // 431 beyond
-  std::chrono::seconds read_timeout{30};  // idle or slow clients: closed
+  size_t max_header = 16 << 10;              // 431 beyond
+  std::chrono::seconds read_timeout{30};     // idle or slow clients: closed
   std::chrono::seconds write_timeout{30};
 };
 

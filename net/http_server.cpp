@@ -35,8 +35,8 @@ http_response json_error(unsigned status, std::string_view code,
   res.status = status;
   res.set("Content-Type", "application/json");
   res.set("Cache-Control", "no-store");
-  res.body = "{\"error\":{\"code\":" + js_string(code) + ",\"message\":"
-             + js_string(message) + "}}";
+  res.body = "{\"error\":{\"code\":" + js_string(code)
+             + ",\"message\":" + js_string(message) + "}}";
   return res;
 }
 
@@ -108,8 +108,8 @@ public:
 
   void start(std::chrono::milliseconds delay, std::function<void()> fn) {
     timer_.expires_after(delay);
-    timer_.async_wait([self = shared_from_this(),
-                       fn = std::move(fn)](const boost::system::error_code& err) {
+    timer_.async_wait([self = shared_from_this(), fn = std::move(fn)](
+                        const boost::system::error_code& err) {
       if (!err && !self->cancelled_)
         fn();
     });
@@ -164,8 +164,9 @@ struct session_registry {
 
 bhttp::response<bhttp::string_body>
 to_beast(http_response&& res, unsigned version, bool keep_alive, bool head) {
-  bhttp::response<bhttp::string_body> out{
-    static_cast<bhttp::status>(res.status), version};
+  bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(
+                                            res.status),
+                                          version};
   out.set(bhttp::field::server, "ebridge");
   out.set("X-Content-Type-Options", "nosniff");
   for (auto& [name, value] : res.headers)
@@ -183,8 +184,8 @@ class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket&& socket, std::shared_ptr<http_handler> handler,
           http_limits limits, std::shared_ptr<session_registry> registry)
-    : stream_(std::move(socket)), handler_(std::move(handler)),
-      limits_(limits), registry_(std::move(registry)) {
+    : stream_(std::move(socket)), handler_(std::move(handler)), limits_(limits),
+      registry_(std::move(registry)) {
     // nop
   }
 
@@ -266,17 +267,17 @@ private:
       // closes: the rest of the stream cannot be trusted.
       if (err == bhttp::error::body_limit)
         write(json_error(413, "PAYLOAD_TOO_LARGE",
-                             "request body exceeds "
-                               + std::to_string(limits_.max_body) + " bytes"),
+                         "request body exceeds "
+                           + std::to_string(limits_.max_body) + " bytes"),
               11, false);
       else if (err == bhttp::error::header_limit)
         write(json_error(431, "HEADERS_TOO_LARGE",
-                             "request headers exceed "
-                               + std::to_string(limits_.max_header) + " bytes"),
+                         "request headers exceed "
+                           + std::to_string(limits_.max_header) + " bytes"),
               11, false);
       else
         write(json_error(400, "BAD_REQUEST",
-                             "malformed HTTP request: " + err.message()),
+                         "malformed HTTP request: " + err.message()),
               11, false);
       return;
     }
@@ -395,8 +396,9 @@ private:
   /// While streaming the client sends nothing; readability means it left.
   void watch_for_hangup() {
     stream_.socket().async_wait(tcp::socket::wait_read,
-                                [self = shared_from_this()](
-                                  beast::error_code) { self->close_now(); });
+                                [self = shared_from_this()](beast::error_code) {
+                                  self->close_now();
+                                });
   }
 
   void close_now() {
@@ -455,9 +457,10 @@ public:
   }
 
   void on_close(std::function<void()> fn) override {
-    asio::post(session_->executor(), [s = session_, fn = std::move(fn)]() mutable {
-      s->stream_on_close(std::move(fn));
-    });
+    asio::post(session_->executor(),
+               [s = session_, fn = std::move(fn)]() mutable {
+                 s->stream_on_close(std::move(fn));
+               });
   }
 
 private:
@@ -510,23 +513,19 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   }
 
   void accept() {
-    acceptor.async_accept(asio::make_strand(ioc),
-                          [self = shared_from_this()](beast::error_code err,
-                                                      tcp::socket socket) {
-                            if (err == asio::error::operation_aborted
-                                || !self->acceptor.is_open())
-                              return;
-                            if (!err)
-                              std::make_shared<session>(std::move(socket),
-                                                        self->handler,
-                                                        self->limits,
-                                                        self->sessions)
-                                ->start();
-                            else
-                              log::warn("http", "accept failed",
-                                        {{"error", err.message()}});
-                            self->accept();
-                          });
+    acceptor.async_accept(
+      asio::make_strand(ioc),
+      [self = shared_from_this()](beast::error_code err, tcp::socket socket) {
+        if (err == asio::error::operation_aborted || !self->acceptor.is_open())
+          return;
+        if (!err)
+          std::make_shared<session>(std::move(socket), self->handler,
+                                    self->limits, self->sessions)
+            ->start();
+        else
+          log::warn("http", "accept failed", {{"error", err.message()}});
+        self->accept();
+      });
   }
 
   asio::io_context& ioc;
@@ -563,10 +562,9 @@ caf::expected<uint16_t> http_server::listen(const std::string& host,
   tcp::endpoint endpoint{address, port};
   auto& acc = impl_->acceptor;
   auto fail = [&](const char* what) {
-    return make_error(ec::invalid_config, std::string{"http.listen: cannot "}
-                                            + what + " " + host + ":"
-                                            + std::to_string(port) + ": "
-                                            + err.message());
+    return make_error(ec::invalid_config,
+                      std::string{"http.listen: cannot "} + what + " " + host
+                        + ":" + std::to_string(port) + ": " + err.message());
   };
   if (acc.open(endpoint.protocol(), err); err)
     return fail("open");

@@ -40,8 +40,8 @@ http_response readiness_response(const readiness& state) {
 http_response registration_response(const caf::expected<registration>& r) {
   if (r)
     return json_response(200, "{\"sourceRef\":" + js_string(r->source_ref)
-                                + ",\"streamUrl\":"
-                                + js_string(r->stream_url) + "}");
+                                + ",\"streamUrl\":" + js_string(r->stream_url)
+                                + "}");
   auto& err = r.error();
   if (err.category() == error_category) {
     switch (static_cast<ec>(err.code())) {
@@ -151,17 +151,16 @@ void handle_request(const route_targets& targets, http_request req,
       respond(health_response());
       return;
     }
-    targets.views->check_ready([respond](readiness state) {
-      respond(readiness_response(state));
-    });
+    targets.views->check_ready(
+      [respond](readiness state) { respond(readiness_response(state)); });
     return;
   }
   if (path.empty() || path.front() != '/' || path == "/") {
     respond(json_error(404, "NOT_FOUND", "no stream at " + std::string{path}));
     return;
   }
-  bool bridge_stream
-    = path.compare(0, entities_prefix.size(), entities_prefix) == 0;
+  bool bridge_stream = path.compare(0, entities_prefix.size(), entities_prefix)
+                       == 0;
   targets.streams->handle(std::move(req), std::move(respond), bridge_stream);
 }
 

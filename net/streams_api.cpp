@@ -313,8 +313,8 @@ void streams_api::create(http_request& req, const std::string& name,
                     respond(write_error(r, name));
                     return;
                   }
-                  auto res = make_response(
-                    r.status == store_status::ok ? 201 : 200);
+                  auto res = make_response(r.status == store_status::ok ? 201
+                                                                        : 200);
                   res.set("Content-Type", content_type);
                   if (r.status == store_status::ok)
                     res.set("Location", location);
@@ -556,18 +556,18 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
   state->token = token;
   if (state->answered)
     return;
-  state->timer = io_.after(cfg_.long_poll_timeout, [this, state, name, tail,
-                                                    respond, empty_answer] {
-    if (state->answered.exchange(true))
-      return;
-    store_.cancel_wait(name, state->token);
-    auto now = store_.read(name, tail);
-    if (now.status == store_status::not_found) {
-      respond(not_found(name));
-      return;
-    }
-    respond(empty_answer(now));
-  });
+  state->timer = io_.after(cfg_.long_poll_timeout,
+                           [this, state, name, tail, respond, empty_answer] {
+                             if (state->answered.exchange(true))
+                               return;
+                             store_.cancel_wait(name, state->token);
+                             auto now = store_.read(name, tail);
+                             if (now.status == store_status::not_found) {
+                               respond(not_found(name));
+                               return;
+                             }
+                             respond(empty_answer(now));
+                           });
 }
 
 } // namespace ebridge

@@ -47,8 +47,7 @@ private:
               http_responder& respond);
   void remove(const std::string& name, http_responder& respond);
   void head(const std::string& name, http_responder& respond);
-  void get(http_request& req, const std::string& name,
-           http_responder& respond);
+  void get(http_request& req, const std::string& name, http_responder& respond);
   void long_poll(const http_request& req, const std::string& name,
                  uint64_t position, bool from_now, http_responder& respond);
   void sse(const http_request& req, const std::string& name, uint64_t position,

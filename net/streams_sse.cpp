@@ -47,8 +47,8 @@ struct streams_api::sse_session
   }
 
   std::string control(uint64_t offset, bool up_to_date, bool closed) {
-    std::string payload = "{\"streamNextOffset\":\""
-                          + ds::format_offset(offset) + "\"";
+    std::string payload = "{\"streamNextOffset\":\"" + ds::format_offset(offset)
+                          + "\"";
     if (closed) {
       payload += ",\"streamClosed\":true";
     } else {
@@ -116,8 +116,8 @@ struct streams_api::sse_session
 
   /// Called by the hub with a batch read at `from` (hubs_mtx_ held); sent
   /// from this thread when `here`.
-  delivery deliver(uint64_t from, const read_result& r,
-                   const std::string& data, bool here) {
+  delivery deliver(uint64_t from, const read_result& r, const std::string& data,
+                   bool here) {
     std::lock_guard<std::mutex> guard{mtx};
     if (finished)
       return delivery::gone;

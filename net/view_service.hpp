@@ -20,9 +20,9 @@ public:
   /// Registers the view of (tenant, normalized tags JSON); `done` gets its
   /// source ref and stream path once its first snapshot is durable, or why
   /// not.
-  virtual void register_view(std::string tenant, std::string tags_json,
-                             std::function<void(caf::expected<registration>)>
-                               done)
+  virtual void
+  register_view(std::string tenant, std::string tags_json,
+                std::function<void(caf::expected<registration>)> done)
     = 0;
 
   /// Whether the node can serve now, and if not why.

@@ -98,8 +98,8 @@ const std::vector<migration>& migrations() {
        // is deleted (idle GC) and created again.
        tx.exec0("CREATE SEQUENCE IF NOT EXISTS ebridge_producer_epoch");
        tx.exec("SELECT setval('ebridge_producer_epoch', "
-                "greatest(1, (SELECT coalesce(max(producer_epoch), 0) + 1 "
-                "FROM entity_bridges)), false)");
+               "greatest(1, (SELECT coalesce(max(producer_epoch), 0) + 1 "
+               "FROM entity_bridges)), false)");
      }},
     {{4, "replication slot generations"},
      [](pqxx::work& tx) {
@@ -171,10 +171,10 @@ caf::error check_entities_table(pg_connection& db) {
       return result;
     }
     std::map<std::string, std::string> actual;
-    for (auto row : tx.exec(
-           "SELECT attname, format_type(atttypid, atttypmod) "
-           "FROM pg_attribute WHERE attrelid = to_regclass('entities') "
-           "AND attnum > 0 AND NOT attisdropped"))
+    for (auto row :
+         tx.exec("SELECT attname, format_type(atttypid, atttypmod) "
+                 "FROM pg_attribute WHERE attrelid = to_regclass('entities') "
+                 "AND attnum > 0 AND NOT attisdropped"))
       actual[row[0].as<std::string>()] = row[1].as<std::string>();
     for (auto& column : entity_column_table) {
       std::string name{column.name};

@@ -34,8 +34,7 @@ std::string describe_byte(uint8_t byte) {
 /// they branch or loop, and the error names the first problem.
 class reader {
 public:
-  explicit reader(std::string_view data) : data_(data) {
-  }
+  explicit reader(std::string_view data) : data_(data) {}
 
   bool ok() const noexcept {
     return error_.empty();
@@ -147,8 +146,8 @@ int64_t read_count(reader& r, int64_t count, size_t count_pos,
   if (!r.ok())
     return -1;
   auto fail = [&](const std::string& why) {
-    r.fail_at(count_pos, std::string{owner} + what + " "
-                           + std::to_string(count) + " " + why);
+    r.fail_at(count_pos, std::string{owner} + what + " " + std::to_string(count)
+                           + " " + why);
     return -1;
   };
   if (count < 0)
@@ -269,8 +268,9 @@ relation_msg read_relation(reader& r) {
   m.name = r.cstring("relation name");
   auto identity_pos = r.position();
   auto identity = r.u8("replica identity");
-  if (r.ok() && std::string_view{"dnfi"}.find(static_cast<char>(identity))
-                  == std::string_view::npos)
+  if (r.ok()
+      && std::string_view{"dnfi"}.find(static_cast<char>(identity))
+           == std::string_view::npos)
     r.fail_at(identity_pos, "replica identity " + describe_byte(identity)
                               + " is not one of 'd', 'n', 'f', 'i'");
   m.replica_identity = static_cast<char>(identity);
@@ -399,8 +399,8 @@ pgoutput_message read_pgoutput(reader& r) {
       result = read_origin(r);
       break;
     default:
-      r.fail_at(type_pos, "unknown or unsupported message type "
-                            + describe_byte(type));
+      r.fail_at(type_pos,
+                "unknown or unsupported message type " + describe_byte(type));
   }
   if (r.ok() && r.remaining() > 0)
     r.fail(std::to_string(r.remaining()) + " trailing bytes after the end");
@@ -461,15 +461,15 @@ caf::expected<uint64_t> parse_lsn(std::string_view text) {
 std::string format_lsn_offset(uint64_t lsn, uint32_t op) {
   char buf[40];
   std::snprintf(buf, sizeof(buf), "%020llu_%010u",
-                static_cast<unsigned long long>(lsn), static_cast<unsigned>(op));
+                static_cast<unsigned long long>(lsn),
+                static_cast<unsigned>(op));
   return buf;
 }
 
-caf::expected<uint64_t> parse_lsn_offset(std::string_view text,
-                                         uint32_t* op) {
+caf::expected<uint64_t> parse_lsn_offset(std::string_view text, uint32_t* op) {
   auto fail = [&](const char* why) {
-    return make_error(ec::bad_row, "invalid LSN offset " + quoted(text) + ": "
-                                     + why);
+    return make_error(ec::bad_row,
+                      "invalid LSN offset " + quoted(text) + ": " + why);
   };
   constexpr const char* shape = "expected <20 digits>_<10 digits>";
   if (text.size() != 31 || text[20] != '_')
@@ -564,11 +564,10 @@ caf::expected<entity_tuple> make_entity_tuple(const relation_msg& relation,
                                               const tuple_data& tuple,
                                               const tuple_data* old_tuple) {
   auto fail = [&](const std::string& why) {
-    return make_error(ec::bad_row, "entities tuple of relation "
-                                     + relation.namespace_name + "."
-                                     + relation.name + " (oid "
-                                     + std::to_string(relation.oid)
-                                     + "): " + why);
+    return make_error(ec::bad_row,
+                      "entities tuple of relation " + relation.namespace_name
+                        + "." + relation.name + " (oid "
+                        + std::to_string(relation.oid) + "): " + why);
   };
   auto width_mismatch = [&](const char* which, size_t size) {
     return fail(std::string{which} + " has " + std::to_string(size)

@@ -220,9 +220,8 @@ struct entity_tuple {
 /// `old_tuple` (the update's full old row). `ec::bad_row` when the tuple
 /// does not match the relation, the relation lacks a column ebridge reads,
 /// tenant_id is null, or an unchanged-TOAST value has no old text.
-caf::expected<entity_tuple> make_entity_tuple(const relation_msg& relation,
-                                              const tuple_data& tuple,
-                                              const tuple_data* old_tuple
-                                              = nullptr);
+caf::expected<entity_tuple>
+make_entity_tuple(const relation_msg& relation, const tuple_data& tuple,
+                  const tuple_data* old_tuple = nullptr);
 
 } // namespace ebridge

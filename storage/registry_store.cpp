@@ -233,9 +233,9 @@ caf::expected<bool> registry_store::touch(const std::string& tenant,
   if (auto err = check_key(tenant, ref))
     return err;
   return impl_->modify("UPDATE entity_bridges "
-                        "SET last_observer_activity_at = now() "
-                        "WHERE tenant_id = $1 AND source_ref = $2",
-                        tenant, ref);
+                       "SET last_observer_activity_at = now() "
+                       "WHERE tenant_id = $1 AND source_ref = $2",
+                       tenant, ref);
 }
 
 caf::expected<bridge_row> registry_store::get_bridge(const std::string& tenant,
@@ -252,8 +252,8 @@ caf::expected<bridge_row> registry_store::get_bridge(const std::string& tenant,
   if (!rows)
     return rows.error();
   if (rows->empty())
-    return make_error(ec::not_found, "no bridge " + ref + " in tenant "
-                                       + tenant);
+    return make_error(ec::not_found,
+                      "no bridge " + ref + " in tenant " + tenant);
   return std::move(rows->front());
 }
 
@@ -290,8 +290,8 @@ caf::expected<bool> registry_store::delete_bridge(const std::string& tenant,
   if (auto err = check_key(tenant, ref))
     return err;
   return impl_->modify("DELETE FROM entity_bridges "
-                        "WHERE tenant_id = $1 AND source_ref = $2",
-                        tenant, ref);
+                       "WHERE tenant_id = $1 AND source_ref = $2",
+                       tenant, ref);
 }
 
 caf::expected<bool>
@@ -300,23 +300,22 @@ registry_store::delete_stale_bridge(const std::string& tenant,
   if (auto err = check_key(tenant, ref))
     return err;
   return impl_->modify("DELETE FROM entity_bridges "
-                        "WHERE tenant_id = $1 AND source_ref = $2 AND "
-                        "last_observer_activity_at < "
-                        "to_timestamp($3::bigint / 1000.0)",
-                        tenant, ref, before_ms);
+                       "WHERE tenant_id = $1 AND source_ref = $2 AND "
+                       "last_observer_activity_at < "
+                       "to_timestamp($3::bigint / 1000.0)",
+                       tenant, ref, before_ms);
 }
 
 caf::expected<std::vector<bridge_row>> registry_store::resume_all_bridges() {
   return impl_->db.run([&](pqxx::connection& conn) {
     pqxx::work tx{conn};
     // The same epoch rule as next_producer_epoch, for every row at once.
-    auto rows = to_bridge_rows(
-      tx.exec(std::string{"WITH resumed AS (UPDATE entity_bridges SET "
-                          "producer_epoch = greatest(producer_epoch + 1, "
-                          "nextval('ebridge_producer_epoch')), "
-                          "updated_at = now() RETURNING *) SELECT "}
-              + bridge_columns
-              + " FROM resumed ORDER BY tenant_id, source_ref"));
+    auto rows = to_bridge_rows(tx.exec(
+      std::string{"WITH resumed AS (UPDATE entity_bridges SET "
+                  "producer_epoch = greatest(producer_epoch + 1, "
+                  "nextval('ebridge_producer_epoch')), "
+                  "updated_at = now() RETURNING *) SELECT "}
+      + bridge_columns + " FROM resumed ORDER BY tenant_id, source_ref"));
     tx.commit();
     return rows;
   });
@@ -335,11 +334,11 @@ caf::expected<bool> registry_store::update_cursor(const std::string& tenant,
   // Never backwards on the same handle: a late write of an older cursor
   // (a trailing write after the idle advance) must not undo a newer one.
   return impl_->modify("UPDATE entity_bridges SET shape_handle = $3, "
-                        "shape_offset = $4, updated_at = now() "
-                        "WHERE tenant_id = $1 AND source_ref = $2 "
-                        "AND (shape_handle IS DISTINCT FROM $3 "
-                        "OR shape_offset IS NULL OR shape_offset <= $4)",
-                        tenant, ref, handle, offset);
+                       "shape_offset = $4, updated_at = now() "
+                       "WHERE tenant_id = $1 AND source_ref = $2 "
+                       "AND (shape_handle IS DISTINCT FROM $3 "
+                       "OR shape_offset IS NULL OR shape_offset <= $4)",
+                       tenant, ref, handle, offset);
 }
 
 caf::expected<std::vector<cursor_write>>
@@ -403,9 +402,9 @@ caf::expected<bool> registry_store::clear_cursor(const std::string& tenant,
   if (auto err = check_key(tenant, ref))
     return err;
   return impl_->modify("UPDATE entity_bridges SET shape_handle = NULL, "
-                        "shape_offset = NULL, updated_at = now() "
-                        "WHERE tenant_id = $1 AND source_ref = $2",
-                        tenant, ref);
+                       "shape_offset = NULL, updated_at = now() "
+                       "WHERE tenant_id = $1 AND source_ref = $2",
+                       tenant, ref);
 }
 
 caf::expected<std::vector<std::string>>
@@ -444,8 +443,8 @@ registry_store::next_producer_epoch(const std::string& tenant,
     return r.empty() ? int64_t{-1} : r[0][0].as<int64_t>();
   });
   if (epoch && *epoch < 0)
-    return make_error(ec::not_found, "no bridge " + ref + " in tenant "
-                                       + tenant);
+    return make_error(ec::not_found,
+                      "no bridge " + ref + " in tenant " + tenant);
   return epoch;
 }
 
@@ -458,10 +457,9 @@ caf::error registry_store::ping() {
 }
 
 caf::expected<std::vector<bridge_key>>
-advance_idle_cursors(pg_connection& db,
-                                           const std::string& handle,
-                                           const std::string& offset,
-                                           const std::vector<bridge_key>& keys) {
+advance_idle_cursors(pg_connection& db, const std::string& handle,
+                     const std::string& offset,
+                     const std::vector<bridge_key>& keys) {
   if (auto err = check_text("cursor handle", handle, 1024))
     return err;
   if (auto err = check_text("cursor offset", offset, 1024))

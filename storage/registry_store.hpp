@@ -85,13 +85,11 @@ public:
     = 0;
 
   /// Sets the last observer activity to now; false if there is no such row.
-  virtual caf::expected<bool> touch(const std::string& tenant,
-                                    const std::string& ref)
-    = 0;
+  virtual caf::expected<bool>
+  touch(const std::string& tenant, const std::string& ref) = 0;
 
-  virtual caf::expected<bridge_row> get_bridge(const std::string& tenant,
-                                               const std::string& ref)
-    = 0;
+  virtual caf::expected<bridge_row>
+  get_bridge(const std::string& tenant, const std::string& ref) = 0;
 
   virtual caf::expected<std::vector<bridge_row>>
   list_bridges(const std::string& tenant) = 0;
@@ -101,9 +99,8 @@ public:
   list_stale(const std::string& tenant, int64_t before_ms) = 0;
 
   /// Deletes the row (not the stream); false if there was none.
-  virtual caf::expected<bool> delete_bridge(const std::string& tenant,
-                                            const std::string& ref)
-    = 0;
+  virtual caf::expected<bool>
+  delete_bridge(const std::string& tenant, const std::string& ref) = 0;
 
   /// Deletes the row only if it is still idle since before `before_ms`
   /// (a register or touch since the GC listed it keeps it); false if not.
@@ -117,10 +114,9 @@ public:
   /// without a registry round trip of its own).
   virtual caf::expected<std::vector<bridge_row>> resume_all_bridges() = 0;
 
-  virtual caf::expected<bool> update_cursor(const std::string& tenant,
-                                            const std::string& ref,
-                                            const std::string& handle,
-                                            const std::string& offset)
+  virtual caf::expected<bool>
+  update_cursor(const std::string& tenant, const std::string& ref,
+                const std::string& handle, const std::string& offset)
     = 0;
 
   /// Several cursors, each as `update_cursor`, in one transaction where
@@ -131,18 +127,16 @@ public:
   virtual caf::expected<std::vector<cursor_write>>
   update_cursors(std::vector<cursor_write> writes);
 
-  virtual caf::expected<bool> clear_cursor(const std::string& tenant,
-                                           const std::string& ref)
-    = 0;
+  virtual caf::expected<bool>
+  clear_cursor(const std::string& tenant, const std::string& ref) = 0;
 
   /// Distinct source refs named in `entity_manifest_sources`.
   virtual caf::expected<std::vector<std::string>>
   list_referenced(const std::string& tenant) = 0;
 
   /// Atomically increments and returns the bridge's producer epoch.
-  virtual caf::expected<int64_t> next_producer_epoch(const std::string& tenant,
-                                                     const std::string& ref)
-    = 0;
+  virtual caf::expected<int64_t>
+  next_producer_epoch(const std::string& tenant, const std::string& ref) = 0;
 
   /// Checks that the database answers.
   virtual caf::error ping() = 0;
@@ -156,10 +150,10 @@ using bridge_key = std::pair<std::string, std::string>;
 /// Moves the cursors of idle bridges to `offset` in one statement: only rows
 /// still on `handle` and behind `offset` (a bridge that resynced or moved on
 /// meanwhile keeps its own). Returns the keys of the rows that moved.
-caf::expected<std::vector<bridge_key>> advance_idle_cursors(pg_connection& db,
-                                           const std::string& handle,
-                                           const std::string& offset,
-                                           const std::vector<bridge_key>& keys);
+caf::expected<std::vector<bridge_key>>
+advance_idle_cursors(pg_connection& db, const std::string& handle,
+                     const std::string& offset,
+                     const std::vector<bridge_key>& keys);
 
 /// The registry on Postgres (blocking libpqxx): every statement parameterized,
 /// every input checked before it reaches SQL. Reconnects with backoff after a
@@ -170,10 +164,10 @@ public:
 
   ~registry_store() override;
 
-  caf::expected<bridge_row> upsert_bridge(const std::string& tenant,
-                                          const std::string& ref,
-                                          const std::string& tags_json,
-                                          const std::string& stream_url) override;
+  caf::expected<bridge_row>
+  upsert_bridge(const std::string& tenant, const std::string& ref,
+                const std::string& tags_json,
+                const std::string& stream_url) override;
   caf::expected<bool> touch(const std::string& tenant,
                             const std::string& ref) override;
   caf::expected<bridge_row> get_bridge(const std::string& tenant,

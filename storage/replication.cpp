@@ -62,8 +62,8 @@ caf::expected<slot_state> prepare(const replication_config& cfg) {
     slot_state st;
     {
       pqxx::work tx{conn};
-      st.entities_oid
-        = tx.exec1("SELECT 'entities'::regclass::oid")[0].as<uint32_t>();
+      st.entities_oid = tx.exec1("SELECT 'entities'::regclass::oid")[0]
+                          .as<uint32_t>();
       if (tx.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1",
                          cfg.publication)
             .empty())
@@ -211,7 +211,10 @@ private:
       // a shutting-down server waits for exactly that.
       if (!in_txn_ && (k->wal_end > progress_ || k->reply_requested)) {
         progress_ = std::max(progress_, k->wal_end);
-        on_event_(feed_event{feed_event::kind::progress, {}, progress_, {},
+        on_event_(feed_event{feed_event::kind::progress,
+                             {},
+                             progress_,
+                             {},
                              k->reply_requested});
       }
       if (k->reply_requested && !send_status())
@@ -244,8 +247,7 @@ private:
           nullptr);
     } else if (auto* t = std::get_if<truncate_msg>(&body)) {
       auto& oids = t->relation_oids;
-      if (std::find(oids.begin(), oids.end(), slot_.entities_oid)
-          != oids.end())
+      if (std::find(oids.begin(), oids.end(), slot_.entities_oid) != oids.end())
         txn_.truncated = true;
     }
     return {};

@@ -49,8 +49,8 @@ log_reading read_stream_log(std::string_view bytes) {
       s.tail += msg.size();
     }
     if (view->producer)
-      s.producers[view->producer->id] = producer_position{
-        view->producer->epoch, view->producer->seq};
+      s.producers[view->producer->id] = producer_position{view->producer->epoch,
+                                                          view->producer->seq};
     if (!view->stream_seq.empty())
       s.stream_seq = view->stream_seq;
     s.closed |= view->closes;

@@ -108,7 +108,7 @@ using entry_ptr = std::shared_ptr<stream_entry>;
 /// One queued operation for a writer thread.
 struct pending_op {
   entry_ptr entry;
-  std::string bytes;   // to write at file_pos (may be empty)
+  std::string bytes; // to write at file_pos (may be empty)
   uint64_t file_pos = 0;
   std::vector<chunk> chunks;
   uint64_t tail_after = 0;
@@ -393,8 +393,9 @@ struct stream_store::impl {
       return;
     auto target = padded_size(end);
     std::string zeros(target - end, '\0');
-    file.allocated =
-      write_all(file.fd, zeros.data(), zeros.size(), end) ? target : end;
+    file.allocated = write_all(file.fd, zeros.data(), zeros.size(), end)
+                       ? target
+                       : end;
   }
 
   void publish(pending_op& op, bool failed) {
@@ -508,12 +509,11 @@ struct stream_store::impl {
     op.file_pos = e.file_size;
     e.file_size += op.bytes.size();
     // Message bytes sit inside the record: locate them for the index.
-    auto view = decode_append(std::string_view{op.bytes}.substr(
-      record_header_size));
+    auto view = decode_append(
+      std::string_view{op.bytes}.substr(record_header_size));
     auto base = reinterpret_cast<uintptr_t>(op.bytes.data());
     for (auto& msg : view->messages) {
-      auto pos = op.file_pos
-                 + (reinterpret_cast<uintptr_t>(msg.data()) - base);
+      auto pos = op.file_pos + (reinterpret_cast<uintptr_t>(msg.data()) - base);
       op.chunks.push_back(
         chunk{e.tail, pos, static_cast<uint32_t>(msg.size())});
       e.tail += msg.size();
@@ -539,11 +539,13 @@ struct stream_store::impl {
     enqueue(std::move(op));
   }
 
-  caf::expected<std::shared_ptr<log_file>> create_file(const std::string& name) {
+  caf::expected<std::shared_ptr<log_file>>
+  create_file(const std::string& name) {
     auto base = streams_dir + "/" + hex16(name_hash(name));
     for (int n = 0; n < 1000; ++n) {
       auto path = base + "-" + std::to_string(n) + ".log";
-      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                      0640);
       if (fd >= 0) {
         auto file = std::make_shared<log_file>();
         file->fd = fd;
@@ -669,8 +671,8 @@ caf::expected<std::unique_ptr<stream_store>> stream_store::open(config cfg) {
                                             + std::strerror(errno));
   auto* dir = ::opendir(state->streams_dir.c_str());
   if (dir == nullptr)
-    return make_error(ec::invalid_config, "data-dir: cannot list "
-                                            + state->streams_dir);
+    return make_error(ec::invalid_config,
+                      "data-dir: cannot list " + state->streams_dir);
   std::vector<std::string> files;
   while (auto* ent = ::readdir(dir)) {
     std::string file = ent->d_name;
@@ -713,8 +715,9 @@ void stream_store::create(const std::string& name, create_request req,
     auto r = make_result(same ? store_status::exists
                               : store_status::config_conflict,
                          *existing,
-                         same ? "" : "the stream exists with another "
-                                     "configuration");
+                         same ? ""
+                              : "the stream exists with another "
+                                "configuration");
     guard.unlock();
     done(std::move(r));
     return;
@@ -750,7 +753,8 @@ void stream_store::create(const std::string& name, create_request req,
     auto record_pos = op.bytes.size();
     for (auto& msg : view->messages) {
       auto pos = record_pos + static_cast<uint64_t>(msg.data() - rec.data());
-      op.chunks.push_back(chunk{e->tail, pos, static_cast<uint32_t>(msg.size())});
+      op.chunks.push_back(
+        chunk{e->tail, pos, static_cast<uint32_t>(msg.size())});
       e->tail += msg.size();
     }
     op.bytes += rec;
@@ -893,9 +897,9 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
     // are never split, so a JSON read starts at a message boundary.
     auto it = std::partition_point(chunks.begin(), chunks.end(),
                                    [&](const chunk& c) {
-                                     return e->json ? c.offset < offset
-                                                    : c.offset + c.len
-                                                        <= offset;
+                                     return e->json
+                                              ? c.offset < offset
+                                              : c.offset + c.len <= offset;
                                    });
     size_t bytes = 0;
     for (; it != chunks.end(); ++it) {

@@ -111,8 +111,7 @@ public:
 
   void create(const std::string& name, create_request req, write_callback done);
 
-  void append(const std::string& name, append_request req,
-              write_callback done);
+  void append(const std::string& name, append_request req, write_callback done);
 
   void remove(const std::string& name, write_callback done);
 

@@ -198,10 +198,9 @@ CAF_TEST(a persisted cursor resumes live without a snapshot) {
   disallow((clear_atom, std::string, std::string), from(b).to(registry));
   disallow((cursor_atom, std::string, std::string, std::string, std::string),
            from(b).to(registry));
-  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string,
-          std::string, source_cursor),
-         from(b).to(source).with(_, _, _, "default", R"({"team":"infra"})",
-                                 _));
+  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string, std::string,
+          source_cursor),
+         from(b).to(source).with(_, _, _, "default", R"({"team":"infra"})", _));
   CAF_CHECK(!sched.has_job());
   CAF_CHECK_EQUAL(sub().from.handle, "h1");
   CAF_CHECK_EQUAL(sub().from.offset, "0005");
@@ -215,8 +214,7 @@ CAF_TEST(a persisted cursor resumes live without a snapshot) {
   expect((cursor_atom, std::string, std::string, std::string, std::string),
          from(b).to(registry).with(_, "default", ref, "h1", "0006"));
   expect((bool), from(registry).to(b));
-  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
-         from(b).to(source));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor), from(b).to(source));
   CAF_CHECK_EQUAL(ops(), (strings{"insert x"}));
   CAF_CHECK_EQUAL(persisted_offset(), "0006");
   CAF_REQUIRE_EQUAL(src->acks.size(), 1u);
@@ -241,8 +239,8 @@ CAF_TEST(must refetch clears the cursor and resnapshots) {
   expect((epoch_atom, std::string, std::string),
          from(b).to(registry).with(_, "default", ref));
   expect((int64_t), from(registry).to(b));
-  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string,
-          std::string, source_cursor),
+  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string, std::string,
+          source_cursor),
          from(b).to(source));
   CAF_CHECK(!sched.has_job());
   CAF_CHECK_EQUAL(persisted_offset(), "");
@@ -266,10 +264,9 @@ CAF_TEST(must refetch clears the cursor and resnapshots) {
   expect((cursor_atom, std::string, std::string, std::string, std::string),
          from(b).to(registry).with(_, "default", ref, "h2", "0001"));
   expect((bool), from(registry).to(b));
-  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
-         from(b).to(source));
-  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "insert b", "update b",
-                                  "delete a"}));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor), from(b).to(source));
+  CAF_CHECK_EQUAL(ops(),
+                  (strings{"insert a", "insert b", "update b", "delete a"}));
   CAF_CHECK_EQUAL(persisted_handle(), "h2");
   CAF_CHECK_EQUAL(persisted_offset(), "0001");
 }
@@ -327,7 +324,8 @@ CAF_TEST(stop completes the append in flight and persists the cursor first) {
   batch(b, "0001", {upsert("a", "idle")});
   up_to_date(b, "0001");
   CAF_CHECK_EQUAL(persisted_offset(), "0001");
-  caf::anon_send(b, change_batch{sub().id, source_cursor{"h1", "0002"},
+  caf::anon_send(b, change_batch{sub().id,
+                                 source_cursor{"h1", "0002"},
                                  {upsert("b", "idle")}});
   // (Its answer is checked, and taken from the mailbox, by the last expect.)
   self->request(b, caf::infinite, stop_atom::value);
@@ -358,7 +356,8 @@ CAF_TEST(a stopped bridge ignores what the source still sends) {
   up_to_date(b, "0001");
   auto id = sub().id;
   caf::anon_send(b, stop_atom::value);
-  caf::anon_send(b, change_batch{id, source_cursor{"h1", "0002"},
+  caf::anon_send(b, change_batch{id,
+                                 source_cursor{"h1", "0002"},
                                  {upsert("b", "idle")}});
   sched.run();
   CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));
@@ -428,8 +427,7 @@ CAF_TEST(an up to date while live moves the cursor without an append) {
   expect((cursor_atom, std::string, std::string, std::string, std::string),
          from(b).to(registry).with(_, "default", ref, "h1", "0009"));
   expect((bool), from(registry).to(b));
-  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
-         from(b).to(source));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor), from(b).to(source));
   CAF_CHECK_EQUAL(persisted_offset(), "0009");
   CAF_CHECK_EQUAL(snk->appends, appends);
   CAF_REQUIRE(!src->acks.empty());
@@ -460,8 +458,8 @@ CAF_TEST(a trailing cursor lost in a crash costs nothing) {
   batch(b2, "0002", {upsert("a", "running")});
   batch(b2, "0003", {upsert("a", "paused")});
   batch(b2, "0004", {removal("a")});
-  CAF_CHECK_EQUAL(ops(), (strings{"insert a", "update a", "update a",
-                                  "delete a"}));
+  CAF_CHECK_EQUAL(ops(),
+                  (strings{"insert a", "update a", "update a", "delete a"}));
   // One write per interval, of the latest position.
   auto writes = reg->calls["cursor"];
   sched.advance_time(1s);
@@ -581,7 +579,8 @@ CAF_TEST(messages of an old subscription are ignored) {
   up_to_date(b, "0001");
   caf::anon_send(b, refetch_atom::value, old_id);
   sched.run();
-  caf::anon_send(b, change_batch{old_id, source_cursor{"h1", "0002"},
+  caf::anon_send(b, change_batch{old_id,
+                                 source_cursor{"h1", "0002"},
                                  {upsert("zombie", "idle")}});
   sched.run();
   CAF_CHECK_EQUAL(ops(), (strings{"insert a"}));

@@ -53,8 +53,7 @@ inline void check_expected(const char* fake,
 struct source_record {
   /// What it accepts (all that bridges and the manager send; a test of
   /// bridges alone leaves out "resuming").
-  std::set<std::string> expected{"subscribe", "unsubscribe", "ack",
-                                 "resuming"};
+  std::set<std::string> expected{"subscribe", "unsubscribe", "ack", "resuming"};
   struct subscription {
     bridge_actor bridge;
     uint64_t id;
@@ -145,9 +144,9 @@ inline sink_actor::behavior_type fake_sink(std::shared_ptr<sink_record> rec) {
         state.producer = i->second;
       state.stream_seq = s.stream_seq;
       std::optional<producer_stamp> stamp{p};
-      auto verdict = admit_append(state, append_claims{stamp, a.stream_seq, {},
-                                                       !a.events.empty(),
-                                                       false});
+      auto verdict = admit_append(
+        state,
+        append_claims{stamp, a.stream_seq, {}, !a.events.empty(), false});
       if (verdict.what == admission::action::refuse)
         return make_error(ec::invalid_input, verdict.message);
       if (verdict.what == admission::action::acknowledge) {
@@ -178,10 +177,9 @@ struct registry_record {
   /// The operations it accepts, by the names `next` takes: by default those
   /// bridges and the manager use (not "list", "delete", "cursors" nor
   /// "ping"). A test narrows it to what the actors it runs may ask.
-  std::set<std::string> expected{"upsert", "touch",        "get",
-                                 "stale",  "delete_stale", "resume",
-                                 "cursor", "clear",        "refs",
-                                 "epoch"};
+  std::set<std::string> expected{"upsert",       "touch",  "get",    "stale",
+                                 "delete_stale", "resume", "cursor", "clear",
+                                 "refs",         "epoch"};
   std::map<std::pair<std::string, std::string>, bridge_row> rows;
   int64_t epoch_counter = 0;
   std::map<std::string, int> fail; // operation → failures left
@@ -199,7 +197,8 @@ struct registry_record {
     auto i = fail.find(op);
     if (i != fail.end() && i->second > 0) {
       --i->second;
-      return make_error(ec::database_unavailable, "scripted " + op + " failure");
+      return make_error(ec::database_unavailable,
+                        "scripted " + op + " failure");
     }
     return caf::none;
   }
@@ -207,8 +206,9 @@ struct registry_record {
 
 /// An actor that holds a resume request until it gets `ok_atom`, then
 /// answers it with `rows` (a test's way to delay one answer).
-inline caf::behavior resume_gate(caf::event_based_actor* self,
-                                 std::shared_ptr<std::vector<bridge_row>> rows) {
+inline caf::behavior
+resume_gate(caf::event_based_actor* self,
+            std::shared_ptr<std::vector<bridge_row>> rows) {
   auto held = std::make_shared<caf::response_promise>();
   return {
     [self, held](resume_atom) {
@@ -239,7 +239,8 @@ fake_registry(registry_actor::pointer self,
       }
       return row;
     },
-    [rec, key](touch_atom, std::string& t, std::string& r) -> caf::result<bool> {
+    [rec, key](touch_atom, std::string& t,
+               std::string& r) -> caf::result<bool> {
       if (auto err = rec->next("touch"))
         return err;
       auto i = rec->rows.find(key(t, r));
@@ -337,7 +338,8 @@ fake_registry(registry_actor::pointer self,
       }
       return std::move(writes);
     },
-    [rec, key](clear_atom, std::string& t, std::string& r) -> caf::result<bool> {
+    [rec, key](clear_atom, std::string& t,
+               std::string& r) -> caf::result<bool> {
       if (auto err = rec->next("clear"))
         return err;
       auto i = rec->rows.find(key(t, r));

@@ -143,8 +143,8 @@ CAF_TEST(register starts a bridge and answers once it is bootstrapped) {
   expect((caf::unsubscribe_atom, bridge_actor), from(b).to(source));
   expect((epoch_atom, std::string, std::string), from(b).to(registry));
   expect((int64_t), from(registry).to(b));
-  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string,
-          std::string, source_cursor),
+  expect((caf::subscribe_atom, bridge_actor, uint64_t, std::string, std::string,
+          source_cursor),
          from(b).to(source).with(_, _, _, "default", tags_x, _));
   CAF_REQUIRE_EQUAL(src->subscriptions.size(), 1u);
   CAF_CHECK_EQUAL(src->subscriptions[0].tags, tags_x);
@@ -159,8 +159,7 @@ CAF_TEST(register starts a bridge and answers once it is bootstrapped) {
   expect((cursor_atom, std::string, std::string, std::string, std::string),
          from(b).to(registry).with(_, "default", ref_x, "h1", "0001"));
   expect((bool), from(registry).to(b));
-  expect((ack_atom, bridge_actor, uint64_t, source_cursor),
-         from(b).to(source));
+  expect((ack_atom, bridge_actor, uint64_t, source_cursor), from(b).to(source));
   expect((caf::ok_atom), from(b).to(mgr));
   expect((caf::ok_atom), from(b).to(mgr));
   CAF_CHECK(!sched.has_job());
@@ -259,7 +258,8 @@ CAF_TEST(start resumes every persisted bridge from its cursor) {
   auto ref_a = source_ref(*parse_tags(R"({"a":"1"})"));
   for (auto& s : src->subscriptions)
     if (s.tags == R"({"a":"1"})")
-      caf::anon_send(s.bridge, change_batch{s.id, source_cursor{"h1", "0008"},
+      caf::anon_send(s.bridge, change_batch{s.id,
+                                            source_cursor{"h1", "0008"},
                                             {upsert("e", "idle")}});
   sched.run();
   auto& producers = snk->streams[stream_path(ref_a)].producers;
@@ -451,7 +451,8 @@ CAF_TEST(a restarted bridge recovers its members from the stream) {
   start_manager();
   register_tags(tags_x);
   auto& s = src->subscriptions.back();
-  caf::anon_send(s.bridge, change_batch{s.id, source_cursor{"h1", "0001"},
+  caf::anon_send(s.bridge, change_batch{s.id,
+                                        source_cursor{"h1", "0001"},
                                         {upsert("a", "idle")}});
   sched.run();
   bootstrap();
@@ -481,7 +482,8 @@ CAF_TEST(a sink failure kills the bridge and its restart appends the change once
                    [](caf::error& err) { CAF_FAIL(describe(err)); });
   snk->fail_appends = 1;
   auto& s = src->subscriptions.back();
-  caf::anon_send(s.bridge, change_batch{s.id, source_cursor{"h1", "0002"},
+  caf::anon_send(s.bridge, change_batch{s.id,
+                                        source_cursor{"h1", "0002"},
                                         {upsert("a", "idle")}});
   sched.run();
   CAF_CHECK(snk->streams["/_entities/" + ref_x].messages.empty());
@@ -516,10 +518,10 @@ CAF_TEST(a bridge that dies with an error is restarted and recovers) {
   auto before = src->subscriptions.size();
   auto victim = src->subscriptions.back().bridge;
   victim->enqueue(nullptr, caf::make_message_id(),
-                  caf::make_message(caf::exit_msg{
-                    victim->address(),
-                    caf::make_error(caf::sec::runtime_error,
-                                    "injected exception")}),
+                  caf::make_message(
+                    caf::exit_msg{victim->address(),
+                                  caf::make_error(caf::sec::runtime_error,
+                                                  "injected exception")}),
                   nullptr);
   sched.run();
   sched.advance_time(200ms);
@@ -547,11 +549,11 @@ CAF_TEST(idle gc keeps referenced and read bridges and collects the rest) {
   caf::anon_send(mgr, reader_open_atom::value, std::string{"default"}, refs[1]);
   caf::anon_send(mgr, sweep_atom::value);
   sched.run();
-  CAF_CHECK_EQUAL(has_row(refs[0]), true); // referenced
+  CAF_CHECK_EQUAL(has_row(refs[0]), true);                       // referenced
   CAF_CHECK_EQUAL(row_of(refs[0]).last_activity_ms, touched_ms); // touched
-  CAF_CHECK_EQUAL(has_row(refs[1]), true); // has a reader
-  CAF_CHECK_EQUAL(has_row(refs[2]), false); // collected
-  CAF_CHECK_EQUAL(has_row(refs[3]), true); // fresh
+  CAF_CHECK_EQUAL(has_row(refs[1]), true);                       // has a reader
+  CAF_CHECK_EQUAL(has_row(refs[2]), false);                      // collected
+  CAF_CHECK_EQUAL(has_row(refs[3]), true);                       // fresh
   // The reader leaves; the next sweep collects that one too.
   caf::anon_send(mgr, reader_close_atom::value, std::string{"default"},
                  refs[1]);

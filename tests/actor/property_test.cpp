@@ -82,8 +82,8 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
   ~fixture() override {
     caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
     for (const auto& h : {caf::actor_cast<caf::actor>(source),
-                   caf::actor_cast<caf::actor>(sink),
-                   caf::actor_cast<caf::actor>(registry)})
+                          caf::actor_cast<caf::actor>(sink),
+                          caf::actor_cast<caf::actor>(registry)})
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     sched.run();
   }
@@ -125,7 +125,8 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
         for (auto& t : log)
           if (offset_text(t.offset) > s.from.offset)
             caf::anon_send(s.bridge,
-                           change_batch{s.id, {handle, offset_text(t.offset)},
+                           change_batch{s.id,
+                                        {handle, offset_text(t.offset)},
                                         t.changes});
       }
       sched.run();
@@ -163,8 +164,8 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
           break;
         default: // status change or insert
           now = entity{old ? old->team : (rng() % 2 ? "infra" : "web"),
-                       std::vector<std::string>{"idle", "running", "paused"}
-                         [rng() % 3],
+                       std::vector<std::string>{"idle", "running",
+                                                "paused"}[rng() % 3],
                        t.offset * 10 + i};
       }
       if (now)
@@ -187,7 +188,8 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
       log.push_back(t);
       if (live)
         caf::anon_send(live->bridge,
-                       change_batch{live->id, {handle, offset_text(t.offset)},
+                       change_batch{live->id,
+                                    {handle, offset_text(t.offset)},
                                     t.changes});
     }
     if (run)
@@ -206,8 +208,9 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
       if (std::getenv("EBRIDGE_PROPERTY_TRACE"))
         std::fprintf(stderr, "event %s %s v%lld\n", to_string(ev->op),
                      ev->key.c_str(),
-                     static_cast<long long>(ev->value ? ev->value->updated_at
-                                            : ev->old_value->updated_at));
+                     static_cast<long long>(ev->value
+                                              ? ev->value->updated_at
+                                              : ev->old_value->updated_at));
       if (ev->value && !emitted.emplace(ev->key, ev->value->updated_at).second)
         return "a version emitted twice: " + text;
       switch (ev->op) {
@@ -298,11 +301,11 @@ void run_one(unsigned seed) {
                    e.team.c_str(), e.status.c_str());
   }
   if (!problem.empty() || folded != expected) {
-    CAF_FAIL("seed " << seed << ": "
-                     << (problem.empty() ? "fold differs from the truth"
-                                         : problem)
-                     << " (members " << folded.size() << ", expected "
-                     << expected.size() << ")");
+    CAF_FAIL(
+      "seed " << seed << ": "
+              << (problem.empty() ? "fold differs from the truth" : problem)
+              << " (members " << folded.size() << ", expected "
+              << expected.size() << ")");
   }
   CAF_CHECK(true);
 }

@@ -144,25 +144,49 @@ private:
 registry_actor::behavior_type silent_registry(registry_actor::pointer self,
                                               bool quit_on_batch) {
   return {
-    [](upsert_atom, std::string, std::string, std::string,
-       std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
-    [](touch_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-    [](caf::get_atom, std::string, std::string) -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
-    [](list_atom, std::string) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
-    [](stale_atom, std::string, int64_t) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
-    [](caf::delete_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-    [](caf::delete_atom, std::string, std::string, int64_t) -> caf::result<bool> { return caf::delegated<bool>{}; },
-    [](resume_atom) -> caf::result<std::vector<bridge_row>> { return caf::delegated<std::vector<bridge_row>>{}; },
-    [](cursor_atom, std::string, std::string, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-    [self, quit_on_batch](cursor_atom, std::vector<cursor_write>) -> caf::result<std::vector<cursor_write>> {
-    if (quit_on_batch)
-      self->quit(caf::exit_reason::user_shutdown);
-    return caf::delegated<std::vector<cursor_write>>{};
-  },
-    [](clear_atom, std::string, std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
-    [](refs_atom, std::string) -> caf::result<std::vector<std::string>> { return caf::delegated<std::vector<std::string>>{}; },
-    [](epoch_atom, std::string, std::string) -> caf::result<int64_t> { return caf::delegated<int64_t>{}; },
-    [](caf::ping_atom) -> caf::result<caf::ok_atom> { return caf::delegated<caf::ok_atom>{}; },
+    [](upsert_atom, std::string, std::string, std::string, std::string)
+      -> caf::result<bridge_row> { return caf::delegated<bridge_row>{}; },
+    [](touch_atom, std::string, std::string) -> caf::result<bool> {
+      return caf::delegated<bool>{};
+    },
+    [](caf::get_atom, std::string, std::string) -> caf::result<bridge_row> {
+      return caf::delegated<bridge_row>{};
+    },
+    [](list_atom, std::string) -> caf::result<std::vector<bridge_row>> {
+      return caf::delegated<std::vector<bridge_row>>{};
+    },
+    [](stale_atom, std::string,
+       int64_t) -> caf::result<std::vector<bridge_row>> {
+      return caf::delegated<std::vector<bridge_row>>{};
+    },
+    [](caf::delete_atom, std::string, std::string) -> caf::result<bool> {
+      return caf::delegated<bool>{};
+    },
+    [](caf::delete_atom, std::string, std::string,
+       int64_t) -> caf::result<bool> { return caf::delegated<bool>{}; },
+    [](resume_atom) -> caf::result<std::vector<bridge_row>> {
+      return caf::delegated<std::vector<bridge_row>>{};
+    },
+    [](cursor_atom, std::string, std::string, std::string,
+       std::string) -> caf::result<bool> { return caf::delegated<bool>{}; },
+    [self, quit_on_batch](cursor_atom, std::vector<cursor_write>)
+      -> caf::result<std::vector<cursor_write>> {
+      if (quit_on_batch)
+        self->quit(caf::exit_reason::user_shutdown);
+      return caf::delegated<std::vector<cursor_write>>{};
+    },
+    [](clear_atom, std::string, std::string) -> caf::result<bool> {
+      return caf::delegated<bool>{};
+    },
+    [](refs_atom, std::string) -> caf::result<std::vector<std::string>> {
+      return caf::delegated<std::vector<std::string>>{};
+    },
+    [](epoch_atom, std::string, std::string) -> caf::result<int64_t> {
+      return caf::delegated<int64_t>{};
+    },
+    [](caf::ping_atom) -> caf::result<caf::ok_atom> {
+      return caf::delegated<caf::ok_atom>{};
+    },
   };
 }
 
@@ -174,15 +198,13 @@ struct config : caf::actor_system_config {
 
 struct fixture : test_coordinator_fixture<config> {
   fixture() {
-    registry_handle = sys.spawn(registry, size_t{2},
-                                [this](caf::actor_system& s) {
-                                  auto backend
-                                    = std::make_shared<scripted_backend>();
-                                  backends.push_back(backend);
-                                  workers.push_back(
-                                    s.spawn(registry_worker, backend));
-                                  return workers.back();
-                                });
+    registry_handle = sys.spawn(
+      registry, size_t{2}, [this](caf::actor_system& s) {
+        auto backend = std::make_shared<scripted_backend>();
+        backends.push_back(backend);
+        workers.push_back(s.spawn(registry_worker, backend));
+        return workers.back();
+      });
     sched.run();
   }
 
@@ -231,9 +253,8 @@ struct fixture : test_coordinator_fixture<config> {
   template <class Handle>
   static std::string answer(Handle& response) {
     std::string result = "no answer";
-    response.receive(
-      [&](bool written) { result = written ? "true" : "false"; },
-      [&](caf::error& err) { result = error_message(err); });
+    response.receive([&](bool written) { result = written ? "true" : "false"; },
+                     [&](caf::error& err) { result = error_message(err); });
     return result;
   }
 
@@ -285,8 +306,8 @@ CAF_TEST(registry passes a worker error to the requester) {
   for (auto& b : backends)
     b->failures.push_back(
       make_error(ec::database_unavailable, "connection refused"));
-  auto response = self->request(registry_handle, caf::infinite, epoch_atom::value,
-                                "t1", "00000000000000aa");
+  auto response = self->request(registry_handle, caf::infinite,
+                                epoch_atom::value, "t1", "00000000000000aa");
   sched.run();
   bool got_error = false;
   response.receive([](int64_t) { CAF_FAIL("expected an error"); },
@@ -304,7 +325,9 @@ CAF_TEST(registry passes a worker error to the requester) {
   sched.run();
   int64_t epoch = 0;
   again.receive([&](int64_t x) { epoch = x; },
-                [](caf::error& err) { CAF_FAIL("unexpected " << describe(err)); });
+                [](caf::error& err) {
+                  CAF_FAIL("unexpected " << describe(err));
+                });
   CAF_CHECK_EQUAL(epoch, 1);
 }
 
@@ -573,8 +596,7 @@ CAF_TEST(gateway answers many readiness probes with one database check) {
                       std::chrono::milliseconds{100});
   int answered = 0;
   for (int i = 0; i < 5; ++i)
-    caf::anon_send(gw, ready_atom::value,
-                   readiness_callback{[&](readiness r) {
+    caf::anon_send(gw, ready_atom::value, readiness_callback{[&](readiness r) {
                      CAF_CHECK(r.ready);
                      ++answered;
                    }});

@@ -73,10 +73,12 @@ CAF_TEST(an append is answered with the offset once durable) {
   CAF_REQUIRE(!self->mailbox().empty());
   bool done = false;
   uint64_t offset = 0;
-  response.receive([&](uint64_t x) { done = true; offset = x; },
-                   [&](caf::error& err) {
-                     CAF_FAIL("unexpected " << describe(err));
-                   });
+  response.receive(
+    [&](uint64_t x) {
+      done = true;
+      offset = x;
+    },
+    [&](caf::error& err) { CAF_FAIL("unexpected " << describe(err)); });
   CAF_CHECK(done);
   CAF_CHECK_GREATER(offset, 0u);
 }

@@ -52,7 +52,8 @@ struct scripted_source {
   }
 };
 
-source_actor::behavior_type source_behavior(std::shared_ptr<scripted_source> s) {
+source_actor::behavior_type
+source_behavior(std::shared_ptr<scripted_source> s) {
   return {
     [s](caf::subscribe_atom, bridge_actor& b, uint64_t id, std::string&,
         std::string&, source_cursor& from) {
@@ -165,11 +166,12 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
                                     std::string{"default"}, to_json(tags));
         auto s = src->wait_for(1);
         CAF_CHECK(s.from.empty());
-        caf::anon_send(s.bridge, change_batch{s.id, {"h1", "0001"},
-                                              {{change_op::insert, "/a",
-                                                row("/a", "idle")},
-                                               {change_op::insert, "/b",
-                                                row("/b", "idle")}}});
+        caf::anon_send(
+          s.bridge,
+          change_batch{s.id,
+                       {"h1", "0001"},
+                       {{change_op::insert, "/a", row("/a", "idle")},
+                        {change_op::insert, "/b", row("/b", "idle")}}});
         caf::anon_send(s.bridge, up_to_date_atom::value,
                        up_to_date_msg{s.id, {"h1", "0001"}});
         answer.receive(
@@ -178,11 +180,12 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
             CAF_CHECK_EQUAL(r.stream_url, stream);
           },
           [](caf::error& err) { CAF_FAIL(describe(err)); });
-        caf::anon_send(s.bridge, change_batch{s.id, {"h1", "0002"},
-                                              {{change_op::update, "/a",
-                                                row("/a", "running")},
-                                               {change_op::remove, "/b",
-                                                std::nullopt}}});
+        caf::anon_send(s.bridge,
+                       change_batch{s.id,
+                                    {"h1", "0002"},
+                                    {{change_op::update, "/a",
+                                      row("/a", "running")},
+                                     {change_op::remove, "/b", std::nullopt}}});
         CAF_CHECK(eventually([&] {
           auto r = direct.get_bridge("default", ref);
           return r && r->cursor_offset == "0002";
@@ -193,12 +196,14 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
         auto s = src->wait_for(1);
         CAF_CHECK_EQUAL(s.from.handle, "h1");
         CAF_CHECK_EQUAL(s.from.offset, "0002");
-        caf::anon_send(s.bridge, change_batch{s.id, {"h1", "0002"},
-                                              {{change_op::update, "/a",
-                                                row("/a", "running")},
-                                               {change_op::remove, "/b",
-                                                std::nullopt}}});
-        caf::anon_send(s.bridge, change_batch{s.id, {"h1", "0003"},
+        caf::anon_send(s.bridge,
+                       change_batch{s.id,
+                                    {"h1", "0002"},
+                                    {{change_op::update, "/a",
+                                      row("/a", "running")},
+                                     {change_op::remove, "/b", std::nullopt}}});
+        caf::anon_send(s.bridge, change_batch{s.id,
+                                              {"h1", "0003"},
                                               {{change_op::insert, "/c",
                                                 row("/c", "idle")}}});
         CAF_CHECK(eventually([&] {
@@ -209,8 +214,8 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
     }
     caf::anon_send_exit(mgr, caf::exit_reason::user_shutdown);
     for (const auto& h : {caf::actor_cast<caf::actor>(source),
-                   caf::actor_cast<caf::actor>(registry),
-                   caf::actor_cast<caf::actor>(sink_handle)})
+                          caf::actor_cast<caf::actor>(registry),
+                          caf::actor_cast<caf::actor>(sink_handle)})
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
     sys.await_all_actors_done();
   }

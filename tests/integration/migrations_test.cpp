@@ -114,7 +114,8 @@ CAF_TEST(an unusable entities table is reported with everything missing) {
   CAF_CHECK(contains(msg, "column tags has type json, expected jsonb"));
   CAF_CHECK(contains(msg, "column spawn_args (jsonb) is missing"));
   CAF_CHECK(contains(msg, "column state_schemas (jsonb) is missing"));
-  CAF_CHECK(contains(msg, "no primary key or unique index on (tenant_id, url)"));
+  CAF_CHECK(
+    contains(msg, "no primary key or unique index on (tenant_id, url)"));
   CAF_CHECK(contains(msg, "REPLICA IDENTITY is not FULL"));
   CAF_CHECK(!contains(msg, "column url"));
 }

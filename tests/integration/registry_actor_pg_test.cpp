@@ -43,15 +43,17 @@ struct fixture {
 CAF_TEST_FIXTURE_SCOPE(registry_actor_pg_tests, fixture)
 
 CAF_TEST(the registry actor runs every operation on Postgres) {
-  auto reg = sys.spawn(registry, size_t{2}, postgres_registry_workers(db.url()));
+  auto reg = sys.spawn(registry, size_t{2},
+                       postgres_registry_workers(db.url()));
   {
     caf::scoped_actor self{sys};
     auto fail = [](caf::error& err) { CAF_FAIL(describe(err)); };
     auto tags = parse_tags(R"({"role":"reviewer","demo_id":"X"})");
     CAF_REQUIRE(tags);
     auto ref = source_ref(*tags);
-    self->request(reg, 10s, upsert_atom::value, "default", ref, to_json(*tags),
-                  stream_path(ref))
+    self
+      ->request(reg, 10s, upsert_atom::value, "default", ref, to_json(*tags),
+                stream_path(ref))
       .receive([&](bridge_row& row) { CAF_CHECK_EQUAL(row.source_ref, ref); },
                fail);
     self->request(reg, 10s, touch_atom::value, "default", ref)
@@ -59,18 +61,20 @@ CAF_TEST(the registry actor runs every operation on Postgres) {
     self->request(reg, 10s, cursor_atom::value, "default", ref, "h", "1_2")
       .receive([](bool found) { CAF_CHECK(found); }, fail);
     self->request(reg, 10s, caf::get_atom::value, "default", ref)
-      .receive([](bridge_row& row) { CAF_CHECK_EQUAL(row.cursor_offset, "1_2"); },
-               fail);
+      .receive(
+        [](bridge_row& row) { CAF_CHECK_EQUAL(row.cursor_offset, "1_2"); },
+        fail);
     self->request(reg, 10s, clear_atom::value, "default", ref)
       .receive([](bool found) { CAF_CHECK(found); }, fail);
     self->request(reg, 10s, epoch_atom::value, "default", ref)
       .receive([](int64_t epoch) { CAF_CHECK_EQUAL(epoch, 1); }, fail);
     self->request(reg, 10s, list_atom::value, "default")
-      .receive([](std::vector<bridge_row>& rows) {
-                 CAF_REQUIRE_EQUAL(rows.size(), 1u);
-                 CAF_CHECK(!rows[0].has_cursor());
-               },
-               fail);
+      .receive(
+        [](std::vector<bridge_row>& rows) {
+          CAF_REQUIRE_EQUAL(rows.size(), 1u);
+          CAF_CHECK(!rows[0].has_cursor());
+        },
+        fail);
     self->request(reg, 10s, stale_atom::value, "default", int64_t{0})
       .receive([](std::vector<bridge_row>& rows) { CAF_CHECK(rows.empty()); },
                fail);

@@ -200,8 +200,8 @@ CAF_TEST(a stale delete spares a bridge touched since it was listed) {
 CAF_TEST(resume all returns every bridge of every tenant with a new epoch) {
   upsert("t1", ref_a, tags_a);
   upsert("t2", ref_b);
-  CAF_CHECK(EB_OK(store.update_cursor("t1", ref_a, "sys-1/slot/1",
-                                      "0000000000000042_3")));
+  CAF_CHECK(EB_OK(
+    store.update_cursor("t1", ref_a, "sys-1/slot/1", "0000000000000042_3")));
   auto before = EB_OK(store.next_producer_epoch("t1", ref_a));
   auto rows = EB_OK(store.resume_all_bridges());
   CAF_REQUIRE_EQUAL(rows.size(), 2u);
@@ -227,7 +227,7 @@ CAF_TEST(resume all returns every bridge of every tenant with a new epoch) {
 CAF_TEST(cursor updates and clears) {
   upsert("default", ref_a, tags_a);
   CAF_CHECK(EB_OK(store.update_cursor("default", ref_a, "sys-1/slot/1",
-                                 "0000000000000042_3")));
+                                      "0000000000000042_3")));
   auto row = store.get_bridge("default", ref_a);
   CAF_CHECK_EQUAL(row->cursor_handle, "sys-1/slot/1");
   CAF_CHECK_EQUAL(row->cursor_offset, "0000000000000042_3");
@@ -327,8 +327,8 @@ CAF_TEST(batches of cursors over the same rows in opposite orders never deadlock
     for (int round = 0; round < 40 && failure.empty(); ++round) {
       std::vector<cursor_write> writes;
       for (auto& ref : refs)
-        writes.push_back({"default", ref, "h", std::to_string(1000 + round),
-                          false, {}});
+        writes.push_back(
+          {"default", ref, "h", std::to_string(1000 + round), false, {}});
       if (reversed)
         std::reverse(writes.begin(), writes.end());
       auto done = own.update_cursors(writes);
@@ -420,7 +420,8 @@ CAF_TEST(hostile text is stored verbatim and never runs as SQL) {
                   "x'; DROP TABLE entities; --");
   CAF_CHECK_EQUAL(one("SELECT to_regclass('entities') IS NOT NULL"), "t");
   CAF_CHECK(EB_OK(store.update_cursor(tenant, ref, "h'--", "1_1'; --")));
-  CAF_CHECK_EQUAL(EB_OK(store.get_bridge(tenant, ref)).cursor_offset, "1_1'; --");
+  CAF_CHECK_EQUAL(EB_OK(store.get_bridge(tenant, ref)).cursor_offset,
+                  "1_1'; --");
   CAF_CHECK_EQUAL(EB_OK(store.list_bridges(tenant)).size(), 1u);
 }
 

@@ -87,7 +87,8 @@ struct fixture {
 
   void insert(const std::string& url, const std::string& tags) {
     db.exec("INSERT INTO entities (url, type, tags, created_at, updated_at) "
-            "VALUES ('" + url + "', 'agent', '" + tags + "', 1, 1)");
+            "VALUES ('"
+            + url + "', 'agent', '" + tags + "', 1, 1)");
   }
 
   test::scratch_database db;
@@ -144,7 +145,8 @@ CAF_TEST(a killed walsender is reconnected and nothing is lost) {
   insert("/1", "{}");
   CAF_REQUIRE(rec.wait([&] { return rec.txns.size() >= 1; }));
   db.exec("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-          "WHERE slot_name = '" + cfg.slot + "' AND active_pid IS NOT NULL");
+          "WHERE slot_name = '"
+          + cfg.slot + "' AND active_pid IS NOT NULL");
   insert("/2", "{}");
   CAF_REQUIRE(rec.wait([&] { return rec.connects() >= 2; }));
   CAF_REQUIRE(rec.wait([&] {
@@ -209,7 +211,8 @@ CAF_TEST(a dropped slot is created again with a new handle) {
   // Kill the walsender and drop the slot while it is free.
   for (int i = 0; i < 50; ++i) {
     db.exec("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
-            " WHERE slot_name = '" + cfg.slot + "' AND active_pid IS NOT NULL");
+            " WHERE slot_name = '"
+            + cfg.slot + "' AND active_pid IS NOT NULL");
     auto dropped = db.exec("SELECT pg_drop_replication_slot(slot_name) FROM "
                            "pg_replication_slots WHERE slot_name = '"
                            + cfg.slot + "' AND active_pid IS NULL");
@@ -219,8 +222,7 @@ CAF_TEST(a dropped slot is created again with a new handle) {
   }
   CAF_REQUIRE(rec.wait([&] {
     for (auto& e : rec.events)
-      if (e.what == feed_event::kind::connected
-          && e.identity.handle() != first)
+      if (e.what == feed_event::kind::connected && e.identity.handle() != first)
         return true;
     return false;
   }));

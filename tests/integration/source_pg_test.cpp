@@ -109,7 +109,8 @@ struct fixture {
                             "pg_replication_slots WHERE slot_name = '"
                             + cfg.replication.slot + "' AND NOT active");
         auto any = db.exec("SELECT 1 FROM pg_replication_slots WHERE "
-                           "slot_name = '" + cfg.replication.slot + "'");
+                           "slot_name = '"
+                           + cfg.replication.slot + "'");
         if (any.empty())
           break;
       } catch (...) {
@@ -170,7 +171,8 @@ struct fixture {
 
   void insert(const std::string& url, const std::string& tags) {
     db.exec("INSERT INTO entities (url, type, tags, created_at, updated_at) "
-            "VALUES ('" + url + "', 'agent', '" + tags + "', 1, 1)");
+            "VALUES ('"
+            + url + "', 'agent', '" + tags + "', 1, 1)");
   }
 
   /// The LSN of a view's registry cursor on `handle` (0: none there).
@@ -355,8 +357,8 @@ CAF_TEST(an idle view moves before the recent transactions stop reaching it) {
   auto moved = registry.get_bridge("default", ref);
   CAF_REQUIRE(moved);
   auto b2_sub = subscribe(R"({"team":"a"})",
-                              source_cursor{moved->cursor_handle,
-                                            moved->cursor_offset});
+                          source_cursor{moved->cursor_handle,
+                                        moved->cursor_offset});
   [[maybe_unused]] auto& b2 = b2_sub.first;
   [[maybe_unused]] auto& log2 = b2_sub.second;
   insert("/a1", R"({"team":"a"})");
@@ -415,15 +417,15 @@ CAF_TEST(a held feed serves a view that resumes late from its cursor) {
   // slot is not even in use.
   std::this_thread::sleep_for(1s);
   auto active = db.exec("SELECT active FROM pg_replication_slots WHERE "
-                        "slot_name = '" + cfg.replication.slot + "'");
+                        "slot_name = '"
+                        + cfg.replication.slot + "'");
   CAF_REQUIRE_EQUAL(active.size(), 1u);
   CAF_CHECK(!active[0][0].as<bool>());
   auto row = registry.get_bridge("default", v.ref);
   CAF_REQUIRE(row);
   auto t0 = std::chrono::steady_clock::now();
-  auto b2_sub = subscribe(R"({"team":"a"})",
-                              source_cursor{row->cursor_handle,
-                                            row->cursor_offset});
+  auto b2_sub = subscribe(R"({"team":"a"})", source_cursor{row->cursor_handle,
+                                                           row->cursor_offset});
   [[maybe_unused]] auto& b2 = b2_sub.first;
   [[maybe_unused]] auto& log2 = b2_sub.second;
   CAF_REQUIRE(log2->wait([&] { return !log2->batches.empty(); }));
@@ -448,13 +450,13 @@ CAF_TEST(a held feed starts after the resume wait when a view never subscribes) 
 }
 
 CAF_TEST(idle cursors move in chunks of one statement per tick) {
-  cfg.advance_chunk = 2; // 5 views: 3 statements, on 3 ticks
+  cfg.advance_chunk = 2;  // 5 views: 3 statements, on 3 ticks
   cfg.idle_interval = 1s; // one check sees all 5
   start();
   std::vector<view> views;
   for (int i = 0; i < 5; ++i) {
-    views.push_back(registered_view(R"({"team":"c)" + std::to_string(i)
-                                    + R"("})"));
+    views.push_back(
+      registered_view(R"({"team":"c)" + std::to_string(i) + R"("})"));
     auto& v = views.back();
     EB_OK(registry.update_cursor("default", v.ref, v.at.handle, v.at.offset));
     ack(v.bridge, v.at);
@@ -482,7 +484,8 @@ CAF_TEST(idle cursors move in chunks of one statement per tick) {
   for (size_t i = 0; i < r.size(); ++i) {
     CAF_CHECK_LESS_OR_EQUAL(r[i][1].as<int>(), 2);
     if (i > 0)
-      CAF_CHECK_GREATER_OR_EQUAL(r[i][0].as<int64_t>() - r[i - 1][0].as<int64_t>(),
+      CAF_CHECK_GREATER_OR_EQUAL(r[i][0].as<int64_t>()
+                                   - r[i - 1][0].as<int64_t>(),
                                  50);
   }
   for (auto& v : views) {
@@ -498,9 +501,8 @@ CAF_TEST(a view that does not acknowledge holds the slot back) {
   [[maybe_unused]] auto& log = v.log;
   [[maybe_unused]] auto& ref = v.ref;
   [[maybe_unused]] auto& at = v.at;
-  CAF_REQUIRE(eventually([&] {
-    return slot_confirmed() >= *parse_lsn_offset(at.offset);
-  }));
+  CAF_REQUIRE(eventually(
+    [&] { return slot_confirmed() >= *parse_lsn_offset(at.offset); }));
   // A change for it that it never acknowledges, then changes for others.
   insert("/a1", R"({"team":"a"})");
   CAF_REQUIRE(log->wait([&] { return log->batches.size() >= 2; }));

@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
-#include <dirent.h>
 #include <csignal>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -411,9 +411,9 @@ CAF_TEST(operations queued back to back keep their order per stream) {
     CAF_REQUIRE_EQUAL(count, 5u * streams);
     CAF_CHECK_EQUAL(failures, std::vector<std::string>{});
     for (auto& [name, whats] : answered)
-      CAF_CHECK_EQUAL(whats, (std::vector<std::string>{"create", "append",
-                                                        "remove", "create",
-                                                        "append"}));
+      CAF_CHECK_EQUAL(whats,
+                      (std::vector<std::string>{"create", "append", "remove",
+                                                "create", "append"}));
   }
   for (int pass = 0; pass < 2; ++pass) {
     for (int s = 0; s < streams; ++s)
@@ -432,8 +432,8 @@ CAF_TEST(concurrent appends to one stream keep every writer in order) {
   for (int w = 0; w < writers; ++w)
     threads.emplace_back([&, w] {
       for (int i = 0; i < per_writer; ++i)
-        append("/one", {"[" + std::to_string(w) + "," + std::to_string(i)
-                        + "]"});
+        append("/one",
+               {"[" + std::to_string(w) + "," + std::to_string(i) + "]"});
     });
   for (auto& t : threads)
     t.join();
@@ -506,8 +506,7 @@ CAF_TEST(create twice with the same or another config) {
   CAF_CHECK(create("/x", "application/json").status == store_status::ok);
   CAF_CHECK(create("/x", "Application/JSON; charset=utf-8").status
             == store_status::exists);
-  CAF_CHECK(create("/x", "text/plain").status
-            == store_status::config_conflict);
+  CAF_CHECK(create("/x", "text/plain").status == store_status::config_conflict);
 }
 
 CAF_TEST(delete removes the stream and its file) {

@@ -60,8 +60,8 @@ CAF_TEST(defaults apply when nothing is given) {
 
 CAF_TEST(flags take key=value and key value forms) {
   auto x = parse({"--postgres.url=postgresql://db/x", "serve", "--http.listen",
-                  "0.0.0.0:9000", "--data-dir=/var/tmp/eb",
-                  "--log.level=debug", "--scheduler.max-threads=3"});
+                  "0.0.0.0:9000", "--data-dir=/var/tmp/eb", "--log.level=debug",
+                  "--scheduler.max-threads=3"});
   CAF_REQUIRE(x);
   CAF_CHECK_EQUAL(x->opts.postgres_url, "postgresql://db/x");
   CAF_CHECK_EQUAL(x->opts.http_listen.host, "0.0.0.0");
@@ -85,10 +85,10 @@ CAF_TEST(precedence is defaults then file then environment then command line) {
                   {"EBRIDGE_LOG_LEVEL", "error"}};
   auto x = parse({"--log.level=trace", "serve"}, env);
   CAF_REQUIRE(x);
-  CAF_CHECK_EQUAL(x->opts.data_dir, "/from/file");         // file only
-  CAF_CHECK_EQUAL(x->opts.registry_pool_size, 4u);         // file only
-  CAF_CHECK_EQUAL(x->opts.http_listen.port, 2222u);        // env over file
-  CAF_CHECK(x->opts.log == log_level::trace);              // CLI over env
+  CAF_CHECK_EQUAL(x->opts.data_dir, "/from/file");  // file only
+  CAF_CHECK_EQUAL(x->opts.registry_pool_size, 4u);  // file only
+  CAF_CHECK_EQUAL(x->opts.http_listen.port, 2222u); // env over file
+  CAF_CHECK(x->opts.log == log_level::trace);       // CLI over env
   CAF_CHECK_EQUAL(x->opts.config_file, file.path);
 }
 
@@ -161,10 +161,10 @@ CAF_TEST(an unparsable duration stops with the option named) {
 
 CAF_TEST(bad log levels and thread counts are errors) {
   CAF_CHECK(contains(failure(parse({"--log.level=loud"})), "log.level"));
-  CAF_CHECK(contains(failure(parse({"--scheduler.max-threads=0"})),
-                     "out of range"));
-  CAF_CHECK(contains(failure(parse({"--scheduler.max-threads=two"})),
-                     "whole number"));
+  CAF_CHECK(
+    contains(failure(parse({"--scheduler.max-threads=0"})), "out of range"));
+  CAF_CHECK(
+    contains(failure(parse({"--scheduler.max-threads=two"})), "whole number"));
 }
 
 CAF_TEST(the source lag limit takes sizes with units) {
@@ -182,11 +182,11 @@ CAF_TEST(the source lag limit takes sizes with units) {
   x = parse({"--source.max-lag=2097152"});
   CAF_REQUIRE(x);
   CAF_CHECK_EQUAL(x->opts.source_max_lag, uint64_t{2} << 20);
-  for (auto bad : {"", "MB", "1.5GB", "-1GB", "12 MB", "5XB", "1kB",
-                   "99999999999TB"}) {
+  for (auto bad :
+       {"", "MB", "1.5GB", "-1GB", "12 MB", "5XB", "1kB", "99999999999TB"}) {
     auto msg = failure(parse({std::string{"--source.max-lag="} + bad}));
-    EB_CHECK_MSG(contains(msg, "source.max-lag"), "message for " << bad
-                                                  << ": " << msg);
+    EB_CHECK_MSG(contains(msg, "source.max-lag"),
+                 "message for " << bad << ": " << msg);
   }
   CAF_CHECK(contains(failure(parse({"--source.idle-interval=0s"})),
                      "must be positive"));
@@ -202,8 +202,8 @@ CAF_TEST(the resume wait takes durations and zero) {
   x = parse({"--source.resume-wait=0"}); // zero needs no unit
   CAF_REQUIRE(x);
   CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 0);
-  CAF_CHECK(contains(failure(parse({"--source.resume-wait=5"})),
-                     "source.resume-wait"));
+  CAF_CHECK(
+    contains(failure(parse({"--source.resume-wait=5"})), "source.resume-wait"));
   x = parse({"--source.resume-wait=2500ms"});
   CAF_REQUIRE(x);
   CAF_CHECK_EQUAL(x->opts.source_resume_wait.count(), 2500);
@@ -225,8 +225,8 @@ CAF_TEST(the idle lag takes sizes and zero) {
   CAF_CHECK_EQUAL(x->opts.source_idle_lag, uint64_t{16} << 20);
   for (auto bad : {"", "-1", "1.5MB", "lots"}) {
     auto msg = failure(parse({std::string{"--source.idle-lag="} + bad}));
-    EB_CHECK_MSG(contains(msg, "source.idle-lag"), "message for " << bad
-                                                   << ": " << msg);
+    EB_CHECK_MSG(contains(msg, "source.idle-lag"),
+                 "message for " << bad << ": " << msg);
   }
 }
 
@@ -285,13 +285,25 @@ CAF_TEST(help and version and arguments are recognized) {
 
 CAF_TEST(help lists every option with its variable and default) {
   auto text = help_text();
-  for (auto part :
-       {"--postgres.url=", "EBRIDGE_POSTGRES_URL", "--http.listen=",
-        "EBRIDGE_HTTP_LISTEN", "default 127.0.0.1:8080", "--data-dir=",
-        "EBRIDGE_DATA_DIR", "--log.level=", "EBRIDGE_LOG_LEVEL",
-        "default info", "--scheduler.max-threads=",
-        "EBRIDGE_SCHEDULER_MAX_THREADS", "--registry.pool-size=",
-        "--registry.timeout=", "default 5s", "--config=", "EBRIDGE_CONFIG",
-        "serve", "migrate", "ref TAGS"})
+  for (auto part : {"--postgres.url=",
+                    "EBRIDGE_POSTGRES_URL",
+                    "--http.listen=",
+                    "EBRIDGE_HTTP_LISTEN",
+                    "default 127.0.0.1:8080",
+                    "--data-dir=",
+                    "EBRIDGE_DATA_DIR",
+                    "--log.level=",
+                    "EBRIDGE_LOG_LEVEL",
+                    "default info",
+                    "--scheduler.max-threads=",
+                    "EBRIDGE_SCHEDULER_MAX_THREADS",
+                    "--registry.pool-size=",
+                    "--registry.timeout=",
+                    "default 5s",
+                    "--config=",
+                    "EBRIDGE_CONFIG",
+                    "serve",
+                    "migrate",
+                    "ref TAGS"})
     EB_CHECK_MSG(contains(text, part), "help lacks " << part);
 }

@@ -283,7 +283,8 @@ CAF_TEST(canonical_json sorts keys and drops whitespace) {
   CAF_REQUIRE(x && y);
   CAF_CHECK_EQUAL(*x, R"({"a":2,"b":1})");
   CAF_CHECK_EQUAL(*x, *y);
-  auto nested = canonical_json(" {\"z\" : [ {\"d\":1, \"c\":2}, 3 ],\n\"y\":{}} ");
+  auto nested = canonical_json(
+    " {\"z\" : [ {\"d\":1, \"c\":2}, 3 ],\n\"y\":{}} ");
   CAF_REQUIRE(nested);
   CAF_CHECK_EQUAL(*nested, R"({"y":{},"z":[{"c":2,"d":1},3]})");
 }
@@ -293,8 +294,7 @@ CAF_TEST(canonical_json keeps array order and scalar documents) {
   CAF_CHECK_EQUAL(canon("null"), "null");
   CAF_CHECK_EQUAL(canon(" \"a\" "), R"("a")");
   CAF_CHECK_EQUAL(canon("-12"), "-12");
-  CAF_CHECK_EQUAL(canon("18446744073709551615"),
-                  "18446744073709551615");
+  CAF_CHECK_EQUAL(canon("18446744073709551615"), "18446744073709551615");
   CAF_CHECK_EQUAL(canon("1.5"), "1.5");
 }
 
@@ -310,8 +310,7 @@ CAF_TEST(canonical_json is idempotent) {
 }
 
 CAF_TEST(canonical_json keeps the last of duplicate keys as Postgres does) {
-  CAF_CHECK_EQUAL(canon(R"({"a": 1, "a": 2})"),
-                  R"({"a":2})");
+  CAF_CHECK_EQUAL(canon(R"({"a": 1, "a": 2})"), R"({"a":2})");
 }
 
 CAF_TEST(canonical_json rejects invalid JSON as a bad row) {
@@ -357,7 +356,8 @@ CAF_TEST(rows differing in any one field compare unequal) {
     CAF_CHECK(base != other);
     CAF_CHECK(!(base == other));
   }
-  auto same = base; // NOLINT(performance-unnecessary-copy-initialization): the copy is what is tested
+  auto same
+    = base; // NOLINT(performance-unnecessary-copy-initialization): the copy is what is tested
   CAF_CHECK(base == same);
 }
 
@@ -368,11 +368,12 @@ CAF_TEST(a row serializes with its fields in SEED order) {
 }
 
 CAF_TEST(a row with null columns serializes nulls and an empty spawn_args) {
-  CAF_CHECK_EQUAL(to_json(row_of(minimal_columns("/w/1"))),
-                  R"({"url":"/w/1","type":"worker","status":"idle",)"
-                  R"("tags":{"team":"infra"},"spawn_args":{},"parent":null,)"
-                  R"("type_revision":null,"inbox_schemas":null,)"
-                  R"("state_schemas":null,"created_at":1000,"updated_at":2000})");
+  CAF_CHECK_EQUAL(
+    to_json(row_of(minimal_columns("/w/1"))),
+    R"({"url":"/w/1","type":"worker","status":"idle",)"
+    R"("tags":{"team":"infra"},"spawn_args":{},"parent":null,)"
+    R"("type_revision":null,"inbox_schemas":null,)"
+    R"("state_schemas":null,"created_at":1000,"updated_at":2000})");
 }
 
 CAF_TEST(a row with every column set serializes each) {
@@ -442,10 +443,9 @@ CAF_TEST(a delete event carries old_value and no value) {
 
 CAF_TEST(event keys are escaped) {
   member_event e{event_op::remove, "/w/\"1\"", std::nullopt, std::nullopt};
-  CAF_CHECK_EQUAL(to_json(e, 0),
-                  R"({"type":"members","key":"/w/\"1\"",)"
-                  R"("headers":{"operation":"delete",)"
-                  R"("timestamp":"1970-01-01T00:00:00.000Z"}})");
+  CAF_CHECK_EQUAL(to_json(e, 0), R"({"type":"members","key":"/w/\"1\"",)"
+                                 R"("headers":{"operation":"delete",)"
+                                 R"("timestamp":"1970-01-01T00:00:00.000Z"}})");
 }
 
 CAF_TEST(event operations have their SEED names) {
@@ -649,7 +649,8 @@ CAF_TEST(malformed events are bad rows with a clear message) {
      "value.type is not a string"},
     {with_value(replace("status", R"("status":[])")),
      "value.status is not a string"},
-    {with_value(replace("tags", R"("tags":[])")), "value.tags is not an object"},
+    {with_value(replace("tags", R"("tags":[])")),
+     "value.tags is not an object"},
     {with_value(replace("tags", R"("tags":null)")),
      "value.tags is not an object"},
     {with_value(replace("tags", R"("t":{})")), "value.tags is not an object"},

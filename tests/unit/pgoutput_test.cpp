@@ -106,10 +106,9 @@ std::string from_hex(std::string_view hex) {
 
 // The columns of `entities` in an order unlike the table's, with extras.
 const std::vector<std::string> shuffled_entity_columns = {
-  "updated_at", "extra_a",       "url",        "state_schemas",
-  "tags",       "tenant_id",     "created_at", "type",
-  "parent",     "tags_index",    "status",     "spawn_args",
-  "created_by", "type_revision", "inbox_schemas",
+  "updated_at", "extra_a",    "url",        "state_schemas", "tags",
+  "tenant_id",  "created_at", "type",       "parent",        "tags_index",
+  "status",     "spawn_args", "created_by", "type_revision", "inbox_schemas",
 };
 
 relation_msg entities_relation(uint32_t oid = 16385) {
@@ -128,8 +127,10 @@ std::string encode(const relation_msg& rel) {
   e.tag('R').u32(rel.oid).str(rel.namespace_name).str(rel.name);
   e.tag(rel.replica_identity).i16(static_cast<int16_t>(rel.columns.size()));
   for (auto& column : rel.columns)
-    e.u8(column.flags).str(column.name).u32(column.type_oid).i32(
-      column.type_modifier);
+    e.u8(column.flags)
+      .str(column.name)
+      .u32(column.type_oid)
+      .i32(column.type_modifier);
   return e.bytes;
 }
 
@@ -161,7 +162,11 @@ struct entity_row {
 };
 
 std::string begin_bytes() {
-  return encoder{}.tag('B').u64(0x16B374D848).i64(757382400000000).u32(731)
+  return encoder{}
+    .tag('B')
+    .u64(0x16B374D848)
+    .i64(757382400000000)
+    .u32(731)
     .bytes;
 }
 
@@ -213,8 +218,7 @@ std::string origin_bytes() {
 }
 
 std::string keepalive_bytes(bool reply) {
-  return encoder{}.tag('k').u64(0x192B4F8).i64(757382400000001).u8(reply)
-    .bytes;
+  return encoder{}.tag('k').u64(0x192B4F8).i64(757382400000001).u8(reply).bytes;
 }
 
 // -- decoding -----------------------------------------------------------------
@@ -696,8 +700,8 @@ CAF_TEST(binary and unknown column kinds are rejected) {
   auto err = pgoutput_error(
     encoder{}.tag('I').u32(1).tag('N').i16(1).tag('b').i32(0).bytes);
   CHECK_CONTAINS(err, "at byte 8: new tuple column 0 is binary");
-  err = pgoutput_error(encoder{}.tag('D').u32(1).tag('K').i16(2).null().tag('q')
-                         .bytes);
+  err = pgoutput_error(
+    encoder{}.tag('D').u32(1).tag('K').i16(2).null().tag('q').bytes);
   CHECK_CONTAINS(err, "at byte 9: key tuple column 1 has unknown kind 'q'");
 }
 
@@ -748,8 +752,8 @@ CAF_TEST(unchanged TOAST takes the old tuple value) {
   auto rel = entities_relation();
   auto old_tuple = decoded_as<insert_msg>(insert_bytes()).new_tuple;
   auto new_tuple = old_tuple;
-  new_tuple[4] = u;           // tags
-  new_tuple[10] = t("idle");  // status
+  new_tuple[4] = u;          // tags
+  new_tuple[10] = t("idle"); // status
   auto x = EB_OK(make_entity_tuple(rel, new_tuple, &old_tuple));
   CAF_CHECK(x.columns.tags == std::optional<std::string>{R"({"a":"1"})"});
   CAF_CHECK(x.columns.status == std::optional<std::string>{"idle"});
@@ -806,8 +810,8 @@ CAF_TEST(LSNs format and parse as Postgres writes them) {
   CAF_CHECK_EQUAL(format_lsn(0), "0/0");
   CAF_CHECK_EQUAL(format_lsn(0x16B374D848), "16/B374D848");
   CAF_CHECK_EQUAL(format_lsn(UINT64_MAX), "FFFFFFFF/FFFFFFFF");
-  for (uint64_t lsn : {uint64_t{0}, uint64_t{0x192B4F8}, uint64_t{0x16B374D848},
-                       UINT64_MAX}) {
+  for (uint64_t lsn :
+       {uint64_t{0}, uint64_t{0x192B4F8}, uint64_t{0x16B374D848}, UINT64_MAX}) {
     auto back = EB_OK(parse_lsn(format_lsn(lsn)));
     CAF_CHECK_EQUAL(back, lsn);
   }
@@ -830,8 +834,8 @@ CAF_TEST(LSN offsets are an LSN and an op index that sort like positions) {
                   "18446744073709551615_4294967295");
   CAF_CHECK_LESS(format_lsn_offset(9, 5), format_lsn_offset(10, 0));
   CAF_CHECK_LESS(format_lsn_offset(10, 9), format_lsn_offset(10, 10));
-  for (uint64_t lsn : {uint64_t{0}, uint64_t{10}, uint64_t{0x16B374D848},
-                       UINT64_MAX}) {
+  for (uint64_t lsn :
+       {uint64_t{0}, uint64_t{10}, uint64_t{0x16B374D848}, UINT64_MAX}) {
     for (uint32_t op : {0u, 1u, 4000000000u}) {
       uint32_t op_back = 12345;
       auto back = EB_OK(parse_lsn_offset(format_lsn_offset(lsn, op), &op_back));
@@ -839,16 +843,13 @@ CAF_TEST(LSN offsets are an LSN and an op index that sort like positions) {
       CAF_CHECK_EQUAL(op_back, op);
     }
   }
-  for (auto bad : {"", "0", "00000000000000000000", "0_0",
-                   "00000000000000000000-0000000000",
-                   "0000000000000000000a_0000000000",
-                   "00000000000000000000_000000000a",
-                   "18446744073709551616_0000000000",
-                   "00000000000000000000_4294967296",
-                   "99999999999999999999_0000000000",
-                   "000000000000000000000_0000000000",
-                   "00000000000000000000_00000000000",
-                   "-0000000000000000001_0000000000"}) {
+  for (auto bad :
+       {"", "0", "00000000000000000000", "0_0",
+        "00000000000000000000-0000000000", "0000000000000000000a_0000000000",
+        "00000000000000000000_000000000a", "18446744073709551616_0000000000",
+        "00000000000000000000_4294967296", "99999999999999999999_0000000000",
+        "000000000000000000000_0000000000", "00000000000000000000_00000000000",
+        "-0000000000000000001_0000000000"}) {
     auto x = parse_lsn_offset(bad);
     EB_CHECK_MSG(!x, "accepted " << bad);
     if (!x)
@@ -916,8 +917,8 @@ CAF_TEST(a real pgoutput stream decodes message by message) {
   auto update = body_of<update_msg>(frames[6]);
   CAF_CHECK(update.old_kind == old_tuple_kind::full);
   auto before = EB_OK(make_entity_tuple(entities, update.old_tuple));
-  auto after = EB_OK(make_entity_tuple(entities, update.new_tuple,
-                                       &update.old_tuple));
+  auto after = EB_OK(
+    make_entity_tuple(entities, update.new_tuple, &update.old_tuple));
   CAF_CHECK(before.columns.status == std::optional<std::string>{"running"});
   CAF_CHECK(after.columns.status == std::optional<std::string>{"idle"});
   auto del = body_of<delete_msg>(frames[9]);
@@ -934,7 +935,7 @@ CAF_TEST(a real pgoutput stream decodes message by message) {
   CAF_CHECK(things.columns[0].is_key());
   CAF_CHECK(!things.columns[1].is_key());
   CAF_CHECK_EQUAL(things.columns[1].type_oid, 16398u);
-  CAF_CHECK_EQUAL(things.columns[2].type_oid, 1043u); // varchar
+  CAF_CHECK_EQUAL(things.columns[2].type_oid, 1043u);   // varchar
   CAF_CHECK_EQUAL(things.columns[2].type_modifier, 16); // varchar(12)
   auto nulls = body_of<insert_msg>(frames[15]);
   CAF_CHECK(nulls.new_tuple == (tuple_data{t("2"), n, n}));
@@ -968,8 +969,8 @@ CAF_TEST(a real unchanged TOAST update takes its value from the old row) {
   CAF_CHECK(update.old_kind == old_tuple_kind::full);
   CAF_CHECK(update.new_tuple[4] == u);
   CAF_CHECK(update.old_tuple[4] == t(blob));
-  auto updated = EB_OK(make_entity_tuple(entities, update.new_tuple,
-                                         &update.old_tuple));
+  auto updated = EB_OK(
+    make_entity_tuple(entities, update.new_tuple, &update.old_tuple));
   CAF_CHECK_EQUAL(updated.tenant_id, "t3");
   CAF_CHECK(updated.columns.tags == std::optional<std::string>{blob});
   CAF_CHECK(updated.columns.status == std::optional<std::string>{"running"});
@@ -984,11 +985,11 @@ namespace {
 /// Valid bare pgoutput messages, hand-built and captured.
 std::vector<std::string> valid_messages() {
   std::vector<std::string> result = {
-    begin_bytes(),       commit_bytes(),      encode(entities_relation()),
-    insert_bytes(),      update_bytes(0),     update_bytes('K'),
-    update_bytes('O'),   delete_bytes('K'),   delete_bytes('O'),
-    truncate_bytes(),    type_bytes(),        origin_bytes(),
-    real_toast_insert,   real_toast_update,
+    begin_bytes(),     commit_bytes(),    encode(entities_relation()),
+    insert_bytes(),    update_bytes(0),   update_bytes('K'),
+    update_bytes('O'), delete_bytes('K'), delete_bytes('O'),
+    truncate_bytes(),  type_bytes(),      origin_bytes(),
+    real_toast_insert, real_toast_update,
   };
   for (auto& frame : real_frames())
     if (frame[0] == 'w')
@@ -1070,8 +1071,8 @@ CAF_TEST(every strict prefix of a valid message is rejected) {
       auto x = decode_copy_data(payload.substr(0, size));
       if (x || !payload_decodes_or_rejects(payload.substr(0, size))) {
         if (failures++ == 0)
-          CAF_MESSAGE("payload prefix not rejected: "
-                      << hex(payload.substr(0, size)));
+          CAF_MESSAGE(
+            "payload prefix not rejected: " << hex(payload.substr(0, size)));
       }
     }
   }

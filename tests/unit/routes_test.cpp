@@ -20,15 +20,17 @@ const std::string* header(const http_response& res, const std::string& name) {
 CAF_TEST(a registration answers the ref and the stream url) {
   auto res = registration_response(registration{"abc", "/_entities/abc"});
   CAF_CHECK_EQUAL(res.status, 200u);
-  CAF_CHECK_EQUAL(res.body, R"({"sourceRef":"abc","streamUrl":"/_entities/abc"})");
+  CAF_CHECK_EQUAL(res.body,
+                  R"({"sourceRef":"abc","streamUrl":"/_entities/abc"})");
 }
 
 CAF_TEST(bad tags are a 400 invalid request) {
   caf::expected<registration> r{make_error(ec::invalid_tags, "tag \"n\" bad")};
   auto res = registration_response(r);
   CAF_CHECK_EQUAL(res.status, 400u);
-  CAF_CHECK_EQUAL(res.body,
-                  R"({"error":{"code":"INVALID_REQUEST","message":"tag \"n\" bad"}})");
+  CAF_CHECK_EQUAL(
+    res.body,
+    R"({"error":{"code":"INVALID_REQUEST","message":"tag \"n\" bad"}})");
 }
 
 CAF_TEST(a view still starting is a 503 with retry after) {

@@ -130,9 +130,10 @@ CAF_TEST_FIXTURE_SCOPE(source_logic_tests, fixture)
 
 CAF_TEST(a live subscriber gets one batch per transaction that concerns it) {
   live(1);
-  logic->transaction(txn(5, 200, {insert(tuple("/a", "idle")),
-                                  insert(tuple("/x", "idle", R"({"team":"ops"})")),
-                                  insert(tuple("/b", "busy"))}));
+  logic->transaction(txn(5, 200,
+                         {insert(tuple("/a", "idle")),
+                          insert(tuple("/x", "idle", R"({"team":"ops"})")),
+                          insert(tuple("/b", "busy"))}));
   logic->transaction(txn(6, 300, {insert(tuple("/y", "idle", "{}"))}));
   auto got = out.take();
   CAF_REQUIRE_EQUAL(got.size(), 1u);
@@ -148,10 +149,10 @@ CAF_TEST(a live subscriber gets one batch per transaction that concerns it) {
 
 CAF_TEST(a retag out of the view is a remove and into it an upsert) {
   live(1);
-  logic->transaction(txn(5, 200, {update(tuple("/a", "idle"),
-                                         tuple("/a", "idle", R"({"team":"ops"})")),
-                                  update(tuple("/b", "idle", "{}"),
-                                         tuple("/b", "idle"))}));
+  logic->transaction(
+    txn(5, 200,
+        {update(tuple("/a", "idle"), tuple("/a", "idle", R"({"team":"ops"})")),
+         update(tuple("/b", "idle", "{}"), tuple("/b", "idle"))}));
   auto got = out.take();
   CAF_REQUIRE_EQUAL(got.size(), 1u);
   auto& changes = got[0].batch.changes;
@@ -282,8 +283,8 @@ CAF_TEST(Postgres may release only what every subscriber made durable) {
   // An ack of an older subscription, or of another feed, moves nothing.
   logic->transaction(txn(6, 300, {insert(tuple("/b", "idle"))}));
   logic->acknowledged(1, 11, at(300));
-  logic->acknowledged(2, 20, source_cursor{feed(2).handle(),
-                                           format_lsn_offset(300)});
+  logic->acknowledged(2, 20,
+                      source_cursor{feed(2).handle(), format_lsn_offset(300)});
   CAF_CHECK_EQUAL(logic->confirmable(), 200u);
   // Gone subscribers hold nothing back.
   logic->unsubscribe(1);

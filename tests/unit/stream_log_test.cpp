@@ -178,7 +178,8 @@ CAF_TEST(a write a crash cut over padding is a torn tail) {
   CAF_CHECK_EQUAL(scan.valid_size, first);
   CAF_CHECK_EQUAL(scan.records.size(), 2u);
   // The first two new records missing, the third whole.
-  scan = scan_log(zero(whole, first, first + batch[0].size() + batch[1].size()));
+  scan = scan_log(
+    zero(whole, first, first + batch[0].size() + batch[1].size()));
   CAF_CHECK_EQUAL(scan.corruption, "");
   CAF_CHECK_EQUAL(scan.valid_size, first);
   // A flipped byte with zeros after the last record is still corruption.
@@ -203,7 +204,8 @@ CAF_TEST(malformed payloads decode to errors and never crash) {
   CAF_CHECK(!decode_header(""));
   CAF_CHECK(!decode_header("\xff\xff\xff\xff"));
   CAF_CHECK(!decode_append(""));
-  CAF_CHECK(!decode_append(std::string("\x00\x00\x00\x00\x00\xff\xff\xff\xff", 9)));
+  CAF_CHECK(
+    !decode_append(std::string("\x00\x00\x00\x00\x00\xff\xff\xff\xff", 9)));
   // Every prefix of a valid payload is malformed.
   append_record rec;
   rec.messages = {"abc", "de"};

@@ -66,9 +66,10 @@ CAF_TEST(an update routes move in as upsert and move out as remove) {
   auto new_row = tags({{"team", "web"}});
   auto routed = route(index, "t", &old_row, &new_row);
   using pairs = std::vector<std::pair<tag_index::id, routed_op>>;
-  CAF_CHECK(routed == (pairs{{2, routed_op::upsert},
-                             {3, routed_op::upsert},
-                             {1, routed_op::remove}}));
+  CAF_CHECK(routed
+            == (pairs{{2, routed_op::upsert},
+                      {3, routed_op::upsert},
+                      {1, routed_op::remove}}));
   // Insert and delete route by the one row they have.
   CAF_CHECK(route(index, "t", nullptr, &new_row)
             == (pairs{{2, routed_op::upsert}, {3, routed_op::upsert}}));

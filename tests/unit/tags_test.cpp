@@ -145,8 +145,9 @@ CAF_TEST(duplicate keys keep the last value as JSON parse does) {
   CAF_CHECK_EQUAL(ref_of(R"({"a":"1","b":"x","a":"2"})"), "ff122894c2754a96");
   // Validation sees only the surviving value, as in the original.
   CAF_CHECK_EQUAL(normalized(R"({"a":1,"a":"x"})"), R"({"a":"x"})");
-  CAF_CHECK_EQUAL(error_of(R"({"a":"x","a":1})"),
-                  R"(invalid_tags: tag "a" must have a string value, got number)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"a":"x","a":1})"),
+    R"(invalid_tags: tag "a" must have a string value, got number)");
 }
 
 CAF_TEST(the proto key is an ordinary tag) {
@@ -212,7 +213,9 @@ CAF_TEST(to_utf16 converts every utf8 length and makes surrogate pairs) {
 
 CAF_TEST(to_utf16 maps malformed utf8 to replacement characters) {
   // Not reachable through parse_tags, but the functions take any bytes.
-  CAF_CHECK(to_utf16("a\xff" "b") == (std::u16string{u'a', 0xFFFD, u'b'}));
+  CAF_CHECK(to_utf16("a\xff"
+                     "b")
+            == (std::u16string{u'a', 0xFFFD, u'b'}));
   CAF_CHECK(to_utf16("\xe2\x82") == (std::u16string{0xFFFD, 0xFFFD}));
   CAF_CHECK(to_utf16("\xc0\xaf") == (std::u16string{0xFFFD, 0xFFFD}));
   CAF_CHECK(to_utf16("\xed\xa0\x80") == (std::u16string(3, 0xFFFD)));
@@ -238,9 +241,10 @@ CAF_TEST(unicode beyond the bmp in keys and values hashes as surrogate pairs) {
 
 CAF_TEST(js_less orders like javascript sort) {
   // The order of Node's ["a","B","",...].sort().
-  std::vector<std::string> expected{
-    "",         "B",          "a",          "ab",           "\uD7FF",
-    "\U00010000", "\U0001F600", "\U0001F600a", "\uE000", "\uFF61"};
+  std::vector<std::string> expected{"",           "B",           "a",
+                                    "ab",         "\uD7FF",      "\U00010000",
+                                    "\U0001F600", "\U0001F600a", "\uE000",
+                                    "\uFF61"};
   auto sorted = expected;
   std::reverse(sorted.begin(), sorted.end());
   std::sort(sorted.begin(), sorted.end(),
@@ -274,10 +278,10 @@ CAF_TEST(tags_index sorts as strings not in javascript key order) {
 }
 
 CAF_TEST(tags_index escapes and sorts by utf16 code units) {
-  CAF_CHECK_EQUAL(
-    index_of("{\"\uFF61\":\"halfwidth\",\"\U0001F600\":\"grin\"}"),
-    (std::vector<std::string>{"[\"\U0001F600\",\"grin\"]",
-                              "[\"\uFF61\",\"halfwidth\"]"}));
+  CAF_CHECK_EQUAL(index_of(
+                    "{\"\uFF61\":\"halfwidth\",\"\U0001F600\":\"grin\"}"),
+                  (std::vector<std::string>{"[\"\U0001F600\",\"grin\"]",
+                                            "[\"\uFF61\",\"halfwidth\"]"}));
   CAF_CHECK_EQUAL(index_of(R"({"q\"b\\":"\u0001\n/","":""})"),
                   (std::vector<std::string>{R"(["",""])",
                                             R"(["q\"b\\","\u0001\n/"])"}));
@@ -300,8 +304,9 @@ CAF_TEST(is_source_ref accepts exactly sixteen lowercase hex digits) {
 }
 
 CAF_TEST(every computed ref is a source ref) {
-  for (auto text : {"{}", R"({"a":"b"})", R"({"demo_id":"X","role":"reviewer"})",
-                    "{\"\U0001F600\":\"\"}"}) {
+  for (auto text :
+       {"{}", R"({"a":"b"})", R"({"demo_id":"X","role":"reviewer"})",
+        "{\"\U0001F600\":\"\"}"}) {
     auto ref = ref_of(text);
     CAF_CHECK(is_source_ref(ref));
     CAF_CHECK_EQUAL(stream_path(ref), "/_entities/" + ref);
@@ -334,25 +339,33 @@ CAF_TEST(non objects are rejected naming their type) {
 }
 
 CAF_TEST(non string values are rejected naming the key) {
-  CAF_CHECK_EQUAL(error_of(R"({"role":1})"),
-                  R"(invalid_tags: tag "role" must have a string value, got number)");
-  CAF_CHECK_EQUAL(error_of(R"({"ok":"x","role":1.5})"),
-                  R"(invalid_tags: tag "role" must have a string value, got number)");
-  CAF_CHECK_EQUAL(error_of(R"({"role":null})"),
-                  R"(invalid_tags: tag "role" must have a string value, got null)");
-  CAF_CHECK_EQUAL(error_of(R"({"role":true})"),
-                  R"(invalid_tags: tag "role" must have a string value, got boolean)");
-  CAF_CHECK_EQUAL(error_of(R"({"role":{"a":"b"}})"),
-                  R"(invalid_tags: tag "role" must have a string value, got object)");
-  CAF_CHECK_EQUAL(error_of(R"({"role":["a"]})"),
-                  R"(invalid_tags: tag "role" must have a string value, got array)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"role":1})"),
+    R"(invalid_tags: tag "role" must have a string value, got number)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"ok":"x","role":1.5})"),
+    R"(invalid_tags: tag "role" must have a string value, got number)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"role":null})"),
+    R"(invalid_tags: tag "role" must have a string value, got null)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"role":true})"),
+    R"(invalid_tags: tag "role" must have a string value, got boolean)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"role":{"a":"b"}})"),
+    R"(invalid_tags: tag "role" must have a string value, got object)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"role":["a"]})"),
+    R"(invalid_tags: tag "role" must have a string value, got array)");
 }
 
 CAF_TEST(bad keys are quoted as json in messages) {
-  CAF_CHECK_EQUAL(error_of(R"({"":1})"),
-                  R"(invalid_tags: tag "" must have a string value, got number)");
-  CAF_CHECK_EQUAL(error_of(R"({"a\"b\n":1})"),
-                  R"(invalid_tags: tag "a\"b\n" must have a string value, got number)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"":1})"),
+    R"(invalid_tags: tag "" must have a string value, got number)");
+  CAF_CHECK_EQUAL(
+    error_of(R"({"a\"b\n":1})"),
+    R"(invalid_tags: tag "a\"b\n" must have a string value, got number)");
 }
 
 CAF_TEST(errors carry the invalid_tags code and the message as context) {
@@ -388,9 +401,8 @@ CAF_TEST(numbers out of double range are invalid json not a crash) {
 CAF_TEST(parser messages quoting invalid utf8 stay printable ascii) {
   auto err = error_of("{\"a\":\"\xff\xfe\"}");
   CAF_CHECK(starts_with(err, "invalid_tags: tags are not valid JSON: "));
-  CAF_CHECK(std::all_of(err.begin(), err.end(), [](char c) {
-    return c >= 0x20 && c <= 0x7E;
-  }));
+  CAF_CHECK(std::all_of(err.begin(), err.end(),
+                        [](char c) { return c >= 0x20 && c <= 0x7E; }));
 }
 
 CAF_TEST(tags holding U+0000 are refused because Postgres cannot store them) {
