@@ -95,6 +95,19 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     sched.run();
   }
 
+  /// The messages of a step that appends: the append and its durable
+  /// answer, then the cursor written and the source told, in that order.
+  void expect_durable_step(const bridge_actor& b, const std::string& handle,
+                           const std::string& offset) {
+    expect((append_atom, sink_append), from(b).to(sink));
+    expect((uint64_t), from(sink).to(b));
+    expect((cursor_atom, std::string, std::string, std::string, std::string),
+           from(b).to(registry).with(_, "default", ref, handle, offset));
+    expect((bool), from(registry).to(b));
+    expect((ack_atom, bridge_actor, uint64_t, source_cursor),
+           from(b).to(source));
+  }
+
   void send_up_to_date(const bridge_actor& b, const std::string& offset,
                        std::string handle = "h1") {
     caf::anon_send(b, up_to_date_atom::value,
@@ -209,12 +222,7 @@ CAF_TEST(a persisted cursor resumes live without a snapshot) {
   // A live batch: appended, then its cursor persisted, then acknowledged.
   send_batch(b, "0006", {upsert("x", "idle")});
   expect((change_batch), to(b));
-  expect((append_atom, sink_append), from(b).to(sink));
-  expect((uint64_t), from(sink).to(b));
-  expect((cursor_atom, std::string, std::string, std::string, std::string),
-         from(b).to(registry).with(_, "default", ref, "h1", "0006"));
-  expect((bool), from(registry).to(b));
-  expect((ack_atom, bridge_actor, uint64_t, source_cursor), from(b).to(source));
+  expect_durable_step(b, "h1", "0006");
   CAF_CHECK_EQUAL(ops(), (strings{"insert x"}));
   CAF_CHECK_EQUAL(persisted_offset(), "0006");
   CAF_REQUIRE_EQUAL(src->acks.size(), 1u);
@@ -259,12 +267,7 @@ CAF_TEST(must refetch clears the cursor and resnapshots) {
   // the source hears of it.
   send_up_to_date(b, "0001", "h2");
   expect((up_to_date_atom, up_to_date_msg), to(b));
-  expect((append_atom, sink_append), from(b).to(sink));
-  expect((uint64_t), from(sink).to(b));
-  expect((cursor_atom, std::string, std::string, std::string, std::string),
-         from(b).to(registry).with(_, "default", ref, "h2", "0001"));
-  expect((bool), from(registry).to(b));
-  expect((ack_atom, bridge_actor, uint64_t, source_cursor), from(b).to(source));
+  expect_durable_step(b, "h2", "0001");
   CAF_CHECK_EQUAL(ops(),
                   (strings{"insert a", "insert b", "update b", "delete a"}));
   CAF_CHECK_EQUAL(persisted_handle(), "h2");
