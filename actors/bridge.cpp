@@ -58,6 +58,17 @@ namespace {
 
 using self_ptr = bridge_actor::stateful_pointer<bridge_state>;
 
+/// Answers whoever still waits for the bridge with `err`: it ends (CAF
+/// 0.17 breaks no promise an actor drops, so they would wait for ever).
+void answer_waiters(bridge_state& st, const caf::error& err) {
+  for (auto& promise : st.ready_waiters)
+    promise.deliver(err);
+  st.ready_waiters.clear();
+  for (auto& promise : st.stop_waiters)
+    promise.deliver(err);
+  st.stop_waiters.clear();
+}
+
 void fail(self_ptr self, const caf::error& err) {
   auto& st = self->state;
   log::error("bridge", "failed",
@@ -65,6 +76,7 @@ void fail(self_ptr self, const caf::error& err) {
               {"phase", to_string(st.phase)},
               {"error", describe(err)}});
   st.phase = bridge_phase::stopped;
+  answer_waiters(st, err);
   self->quit(err);
 }
 
@@ -237,6 +249,7 @@ void finish_stop_if_done(self_ptr self) {
   for (auto& promise : st.stop_waiters)
     promise.deliver(caf::ok_atom::value);
   st.stop_waiters.clear();
+  answer_waiters(st, make_error(ec::shutting_down, "the view stopped"));
   self->quit(caf::exit_reason::user_shutdown);
 }
 
@@ -292,6 +305,10 @@ void resync(self_ptr self) {
       .then(
         [self](int64_t epoch) {
           auto& st = self->state;
+          if (st.stopping) {
+            finish_stop_if_done(self);
+            return;
+          }
           st.epoch = epoch;
           st.next_seq = 0;
           for (auto& [key, row] : st.members.members())

@@ -68,17 +68,6 @@ bridge_actor& ensure(self_ptr self, const manager_state::key& k,
   return e.bridge;
 }
 
-/// Ends a bridge the manager no longer wants: gracefully (its appends in
-/// flight and its cursor finish), or killed if it does not end in time.
-void retire(self_ptr self, const bridge_actor& b) {
-  auto& cfg = self->state.cfg;
-  self->request(b, cfg.request_timeout, stop_atom::value)
-    .then([](caf::ok_atom) {},
-          [self, b](caf::error&) {
-            self->send_exit(b, caf::exit_reason::kill);
-          });
-}
-
 /// A bridge resumed with a cursor that died or was collected may never
 /// subscribe (a stream it cannot read): the source stops waiting for it.
 /// (If it did subscribe, the source dropped that subscribe too.)
@@ -92,6 +81,7 @@ void stop_awaiting(self_ptr self, manager_state::entry& e) {
 }
 
 void collect(self_ptr self, const manager_state::key& k, int64_t cutoff);
+void finish_collect(self_ptr self, const manager_state::key& k);
 
 /// Collects idle bridges: keeps referenced ones (touching them) and those
 /// with readers; stops the others and deletes their rows (not streams).
@@ -141,7 +131,9 @@ void sweep(self_ptr self) {
                                 status_atom::value)
                       .then(
                         [self, k, cutoff](bridge_status& status) {
-                          if (status.last_activity_ms < cutoff)
+                          // A reader may have come during the round trip.
+                          if (status.last_activity_ms < cutoff
+                              && self->state.readers.count(k) == 0)
                             collect(self, k, cutoff);
                         },
                         [](caf::error& err) {
@@ -167,10 +159,66 @@ void sweep(self_ptr self) {
   }
 }
 
-/// Deletes a bridge's registry row if it is still idle since before
-/// `cutoff` (a register since the listing wins over the GC), then ends the
-/// bridge.
-void collect(self_ptr self, const manager_state::key& k, int64_t cutoff) {
+/// Answers a register once its view's bridge is ready, bounded: past the
+/// bound the caller gets a timeout and the bridge keeps starting.
+void answer_when_ready(self_ptr self, const bridge_actor& b,
+                       caf::typed_response_promise<registration> promise,
+                       registration answer) {
+  self->request(b, self->state.cfg.register_timeout, ready_atom::value)
+    .then([promise, answer](caf::ok_atom) mutable { promise.deliver(answer); },
+          [promise](caf::error& err) mutable {
+            promise.deliver(
+              err == caf::sec::request_timeout
+                ? make_error(ec::timeout, "the view is still starting")
+                : err);
+          });
+}
+
+/// Runs a view again that the GC was collecting (a register or a reader
+/// came): its row back (it may be gone), its bridge, and the registers that
+/// waited answered.
+void revive(self_ptr self, const manager_state::key& k) {
+  auto& st = self->state;
+  auto& e = st.bridges[k];
+  auto waiting = std::move(e.revived);
+  e.revived.clear();
+  log::info("manager", "an idle view is wanted again",
+            {{"tenant", k.first}, {"ref", k.second}});
+  self
+    ->request(st.cfg.registry, st.cfg.request_timeout, upsert_atom::value,
+              k.first, k.second, e.tags, stream_path(k.second))
+    .then(
+      [self, k, waiting](bridge_row&) mutable {
+        auto& st = self->state;
+        auto& b = ensure(self, k, st.bridges[k].tags);
+        for (auto& [promise, answer] : waiting)
+          answer_when_ready(self, b, std::move(promise), std::move(answer));
+      },
+      [waiting](caf::error& err) mutable {
+        for (auto& w : waiting)
+          w.first.deliver(err);
+      });
+}
+
+/// Puts back the row of a view that runs (idempotent: an existing row,
+/// cursor and all, stays as it is).
+void restore_row(self_ptr self, const manager_state::key& k) {
+  auto& st = self->state;
+  self
+    ->request(st.cfg.registry, st.cfg.request_timeout, upsert_atom::value,
+              k.first, k.second, st.bridges[k].tags, stream_path(k.second))
+    .then([](bridge_row&) {},
+          [k](caf::error& err) {
+            log::error("manager", "cannot restore the row of a running view",
+                       {{"ref", k.second}, {"error", describe(err)}});
+          });
+}
+
+/// Deletes an idle view's registry row if it is still idle since `cutoff`
+/// (a register or read since the listing wins), then forgets the view; if
+/// the view is wanted again meanwhile, it runs again instead.
+void delete_idle_row(self_ptr self, const manager_state::key& k,
+                     int64_t cutoff) {
   auto& st = self->state;
   self
     ->request(st.cfg.registry, st.cfg.request_timeout, caf::delete_atom::value,
@@ -178,21 +226,68 @@ void collect(self_ptr self, const manager_state::key& k, int64_t cutoff) {
     .then(
       [self, k](bool deleted) {
         auto& st = self->state;
-        if (!deleted)
-          return;
         auto i = st.bridges.find(k);
         if (i == st.bridges.end())
           return;
+        auto& e = i->second;
+        if (e.bridge || e.retiring) {
+          // A register started it again meanwhile; its upsert may have
+          // come before the delete: the row goes back.
+          if (deleted)
+            restore_row(self, k);
+          return;
+        }
+        if (!deleted || !e.revived.empty() || st.readers.count(k) > 0) {
+          revive(self, k);
+          return;
+        }
         log::info("manager", "collected idle bridge",
                   {{"tenant", k.first}, {"ref", k.second}});
-        if (i->second.bridge)
-          retire(self, i->second.bridge);
-        stop_awaiting(self, i->second);
+        stop_awaiting(self, e);
         st.bridges.erase(i);
       },
-      [](caf::error& err) {
+      [self, k](caf::error& err) {
         log::warn("manager", "gc delete failed", {{"error", describe(err)}});
+        auto& st = self->state;
+        auto i = st.bridges.find(k);
+        if (i != st.bridges.end() && !i->second.bridge && !i->second.retiring)
+          revive(self, k); // the row stays: so does the view
       });
+}
+
+/// Collects an idle view: its running bridge stops first, gracefully (its
+/// appends in flight finish and its cursor is written while its row still
+/// exists, so no write of it can land in a row registered anew), then its
+/// row is deleted if still idle (see `finish_collect`).
+void collect(self_ptr self, const manager_state::key& k, int64_t cutoff) {
+  auto& st = self->state;
+  auto i = st.bridges.find(k);
+  if (i == st.bridges.end() || !i->second.bridge) {
+    delete_idle_row(self, k, cutoff);
+    return;
+  }
+  auto& e = i->second;
+  if (e.retiring)
+    return;
+  e.retiring = true;
+  e.retire_cutoff = cutoff;
+  auto b = e.bridge;
+  self->request(b, st.cfg.request_timeout, stop_atom::value)
+    .then([](caf::ok_atom) {},
+          [self, b](caf::error&) {
+            self->send_exit(b, caf::exit_reason::kill);
+          });
+}
+
+/// The bridge of a view being collected ended.
+void finish_collect(self_ptr self, const manager_state::key& k) {
+  auto& st = self->state;
+  auto& e = st.bridges[k];
+  e.retiring = false;
+  if (!e.revived.empty() || st.readers.count(k) > 0)
+    revive(self, k);
+  else
+    delete_idle_row(self, k, e.retire_cutoff);
 }
 
 } // namespace
@@ -210,6 +305,10 @@ manager(manager_actor::stateful_pointer<manager_state> self,
         continue;
       e.bridge = nullptr;
       stop_awaiting(self, e);
+      if (e.retiring) {
+        finish_collect(self, k);
+        return;
+      }
       if (msg.reason == caf::exit_reason::user_shutdown
           || msg.reason == caf::exit_reason::normal)
         return;
@@ -296,19 +395,15 @@ manager(manager_actor::stateful_pointer<manager_state> self,
             manager_state::key k{tenant, answer.source_ref};
             caf::anon_send(st.cfg.registry, touch_atom::value, tenant,
                            answer.source_ref);
+            if (auto i = st.bridges.find(k);
+                i != st.bridges.end() && i->second.retiring) {
+              // The GC is stopping it: answered once it runs again.
+              i->second.revived.emplace_back(std::move(promise),
+                                             std::move(answer));
+              return;
+            }
             auto& b = ensure(self, k, normalized);
-            // Bounded: past it the caller gets a timeout and the bridge
-            // keeps starting.
-            self->request(b, st.cfg.register_timeout, ready_atom::value)
-              .then([promise,
-                     answer](caf::ok_atom) mutable { promise.deliver(answer); },
-                    [promise](caf::error& err) mutable {
-                      promise.deliver(
-                        err == caf::sec::request_timeout
-                          ? make_error(ec::timeout,
-                                       "the view is still starting")
-                          : err);
-                    });
+            answer_when_ready(self, b, std::move(promise), std::move(answer));
           },
           [promise](caf::error& err) mutable { promise.deliver(err); });
       return promise;

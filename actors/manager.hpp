@@ -10,6 +10,7 @@
 
 #include <caf/actor_clock.hpp>
 #include <caf/response_promise.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include "actors/actors.hpp"
 #include "actors/bridge.hpp"
@@ -52,6 +53,15 @@ struct manager_state {
     /// Resumed at start with a cursor, and not dead since: the source may
     /// hold its feed for it.
     bool resuming = false;
+    /// The GC is stopping its bridge (then deletes the row if still idle
+    /// since `retire_cutoff`).
+    bool retiring = false;
+    int64_t retire_cutoff = 0;
+    /// Registers that came while it was retiring: answered once the view
+    /// runs again.
+    std::vector<
+      std::pair<caf::typed_response_promise<registration>, registration>>
+      revived;
   };
 
   manager_config cfg;

@@ -533,6 +533,20 @@ CAF_TEST(a sink failure ends the bridge with the error) {
   CAF_CHECK_GREATER_OR_EQUAL(src->unsubscribes, 1);
 }
 
+CAF_TEST(a bridge that fails answers who waits for it to be ready) {
+  auto b = start();
+  auto ready = self->request(b, caf::infinite, ready_atom::value);
+  sched.run();
+  CAF_CHECK(self->mailbox().empty()); // still bootstrapping
+  snk->fail_appends = 1;
+  batch(b, "0001", {upsert("a", "idle")});
+  CAF_REQUIRE(!self->mailbox().empty());
+  ready.receive([](caf::ok_atom) { CAF_FAIL("ready from a failed bridge"); },
+                [](caf::error& err) {
+                  CAF_CHECK_EQUAL(error_message(err), "scripted sink failure");
+                });
+}
+
 CAF_TEST(must refetch during bootstrap starts over after a backoff) {
   auto b = start();
   batch(b, "0001", {upsert("a", "idle")});

@@ -428,6 +428,59 @@ CAF_TEST(gc keeps a view whose bridge heard of a read the registry has not) {
   CAF_CHECK(has_row(ref_x));
 }
 
+CAF_TEST(a register while gc stops a view brings the view back) {
+  start_manager();
+  auto first = register_tags(tags_x);
+  bootstrap();
+  first.receive([](registration&) {},
+                [](caf::error& err) { CAF_FAIL(describe(err)); });
+  row_of(ref_x).last_activity_ms = 0;
+  caf::anon_send(mgr, sweep_atom::value);
+  using state_type = caf::stateful_actor<manager_state, manager_actor::base>;
+  auto& st = deref<state_type>(mgr).state;
+  manager_state::key k{"default", ref_x};
+  while (!st.bridges[k].retiring && sched.has_job())
+    sched.run_once();
+  CAF_REQUIRE(st.bridges[k].retiring);
+  // The register's upsert is answered before the bridge handles its stop.
+  auto again = self->request(mgr, caf::infinite, register_atom::value,
+                             std::string{"default"}, std::string{tags_x});
+  expect((register_atom, std::string, std::string), from(self).to(mgr));
+  expect((upsert_atom, std::string, std::string, std::string, std::string),
+         from(mgr).to(registry));
+  expect((bridge_row), from(registry).to(mgr));
+  sched.run();
+  bool answered = false;
+  again.receive([&](registration& r) { answered = r.source_ref == ref_x; },
+                [](caf::error& err) { CAF_FAIL(describe(err)); });
+  CAF_CHECK(answered);
+  CAF_CHECK(has_row(ref_x));
+  CAF_REQUIRE_EQUAL(st.bridges.count(k), 1u);
+  CAF_CHECK(st.bridges[k].bridge != nullptr); // running again
+}
+
+CAF_TEST(a reader that opens while gc stops a view keeps the view) {
+  start_manager();
+  auto first = register_tags(tags_x);
+  bootstrap();
+  first.receive([](registration&) {},
+                [](caf::error& err) { CAF_FAIL(describe(err)); });
+  row_of(ref_x).last_activity_ms = 0;
+  caf::anon_send(mgr, sweep_atom::value);
+  using state_type = caf::stateful_actor<manager_state, manager_actor::base>;
+  auto& st = deref<state_type>(mgr).state;
+  manager_state::key k{"default", ref_x};
+  while (!st.bridges[k].retiring && sched.has_job())
+    sched.run_once();
+  CAF_REQUIRE(st.bridges[k].retiring);
+  caf::anon_send(mgr, reader_open_atom::value, std::string{"default"}, ref_x);
+  expect((reader_open_atom, std::string, std::string), to(mgr));
+  sched.run();
+  CAF_CHECK(has_row(ref_x));
+  CAF_REQUIRE_EQUAL(st.bridges.count(k), 1u);
+  CAF_CHECK(st.bridges[k].bridge != nullptr);
+}
+
 CAF_TEST(gc counts no readers for views it only looked at) {
   start_manager();
   auto response = register_tags(tags_x);
