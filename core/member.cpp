@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/json_depth.hpp"
 #include "core/tags.hpp"
 
 namespace ebridge {
@@ -23,6 +24,8 @@ using json = nlohmann::json;
 
 /// Parses without throwing; nullopt when the text is not one JSON document.
 std::optional<json> parse_json(std::string_view text) {
+  if (!json_depth_within(text))
+    return std::nullopt;
   auto value = json::parse(text.begin(), text.end(), nullptr, false);
   if (value.is_discarded())
     return std::nullopt;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/json_depth.hpp"
 
 namespace ebridge {
 
@@ -145,6 +146,10 @@ caf::expected<tag_set> parse_register_body(std::string_view body) {
   auto blank = body.find_first_not_of(" \t\r\n") == std::string_view::npos;
   if (blank)
     return tag_set{};
+  if (!json_depth_within(body))
+    return make_error(ec::invalid_input,
+                      "the body nests arrays and objects deeper than "
+                        + std::to_string(max_json_depth) + " levels");
   nlohmann::json value;
   try {
     value = nlohmann::json::parse(body.begin(), body.end());
@@ -163,6 +168,10 @@ caf::expected<tag_set> parse_register_body(std::string_view body) {
 }
 
 caf::expected<tag_set> parse_tags(std::string_view json_text) {
+  if (!json_depth_within(json_text))
+    return make_error(ec::invalid_tags,
+                      "tags nest arrays and objects deeper than "
+                        + std::to_string(max_json_depth) + " levels");
   nlohmann::json value;
   try {
     // Duplicate keys: the last one wins, as in JSON.parse.

@@ -12,6 +12,7 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/json_depth.hpp"
 #include "core/tags.hpp"
 #include "net/ds_protocol.hpp"
 #include "net/stream_http.hpp"
@@ -82,6 +83,10 @@ split_messages(const std::string& body, bool json, bool allow_empty_array) {
     messages.push_back(body);
     return messages;
   }
+  if (!json_depth_within(body))
+    return make_error(ec::invalid_input,
+                      "the body nests arrays and objects deeper than "
+                        + std::to_string(max_json_depth) + " levels");
   auto doc = nlohmann::json::parse(body, nullptr, false);
   if (doc.is_discarded())
     return make_error(ec::invalid_input, "the body is not valid JSON");

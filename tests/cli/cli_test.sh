@@ -135,6 +135,21 @@ else
     -d '[1]' "$base/_entities/$ref"
   expect "GET on ensure-stream is 405" 0 '^405$' \
     curl -s -o /dev/null -w '%{http_code}' "$ensure"
+  # JSON nested 100,000 deep (200 KB) is refused, not the end of the node
+  # (it overflowed the stack while the body was re-serialized).
+  deep="$base/v1/stream/cli-deep"
+  python3 -c 'print("[" * 100000 + "]" * 100000)' >"$work/deep.json"
+  expect "a deeply nested body creates no stream" 0 'nests arrays and objects deeper than 256 levels.* 400$' \
+    curl -s -w ' %{http_code}' -X PUT -H 'Content-Type: application/json' \
+    --data-binary @"$work/deep.json" "$deep"
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$deep"
+  expect "a deeply nested append is a 400" 0 'nests arrays and objects deeper than 256 levels.* 400$' \
+    curl -s -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data-binary @"$work/deep.json" "$deep"
+  expect "a deeply nested register is a 400" 0 'INVALID_REQUEST.*deeper than 256 levels.* 400$' \
+    curl -s -w ' %{http_code}' -X POST --data-binary @"$work/deep.json" "$ensure"
+  expect "the node still serves after deep JSON" 0 '^200$' \
+    curl -s -o /dev/null -w '%{http_code}' "$base/healthz"
   # SSE fan-out: five followers of one stream get the same events, in order.
   fan="$base/v1/stream/cli-fan"
   expect "create a JSON stream" 0 '^201$' curl -s -o /dev/null -w '%{http_code}' \
