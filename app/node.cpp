@@ -197,6 +197,7 @@ int run_serve(const options& opts) {
     std::cerr << "ebridge: " << error_message(port.error()) << '\n';
     stop_actors();
     sys.await_all_actors_done();
+    store.reset(); // as at shutdown: while the actor system exists
     return exit_usage;
   }
   std::promise<int> stop_signal;
@@ -221,12 +222,15 @@ int run_serve(const options& opts) {
                {{"grace_s", std::to_string(shutdown_grace.count())}});
     std::_Exit(exit_failure);
   }}.detach();
-  // Order: stop taking requests, stop the actors and wait for them, then
-  // stop asio; the actor system itself dies last but one.
+  // Order: stop taking requests, stop the actors and wait for them, stop
+  // asio, then drain the store: its writers' last callbacks post to asio
+  // and send to actors, so both must still exist (the store was declared
+  // before the actor system, which would otherwise die first).
   server.stop();
   stop_actors();
   sys.await_all_actors_done();
   io.stop();
+  store.reset();
   log::info("node", "stopped");
   return exit_ok;
 }
