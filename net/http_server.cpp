@@ -7,6 +7,10 @@
 #include <set>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -508,8 +512,14 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   impl(asio::io_context& ioc, http_handler handler, http_limits limits)
     : ioc(ioc), acceptor(asio::make_strand(ioc)),
       handler(std::make_shared<http_handler>(std::move(handler))),
-      limits(limits), sessions(std::make_shared<session_registry>()) {
-    // nop
+      limits(limits), sessions(std::make_shared<session_registry>()),
+      pause(acceptor.get_executor()) {
+    reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
+  ~impl() {
+    if (reserve_fd >= 0)
+      ::close(reserve_fd);
   }
 
   void accept() {
@@ -518,14 +528,72 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
       [self = shared_from_this()](beast::error_code err, tcp::socket socket) {
         if (err == asio::error::operation_aborted || !self->acceptor.is_open())
           return;
-        if (!err)
+        if (!err) {
+          if (self->exhausted > 0) {
+            log::info("http", "accepting again",
+                      {{"refused", std::to_string(self->refused)}});
+            self->exhausted = 0;
+            self->refused = 0;
+          }
           std::make_shared<session>(std::move(socket), self->handler,
                                     self->limits, self->sessions)
             ->start();
-        else
-          log::warn("http", "accept failed", {{"error", err.message()}});
+          self->accept();
+          return;
+        }
+        if (err == asio::error::no_descriptors || err.value() == ENFILE
+            || err.value() == ENOBUFS || err.value() == ENOMEM) {
+          self->out_of_descriptors(err);
+          return;
+        }
+        log::warn("http", "accept failed", {{"error", err.message()}});
         self->accept();
       });
+  }
+
+  /// Out of file descriptors (or kernel memory): the pending connection
+  /// would be accepted again at once and fail again, a busy loop that floods
+  /// the log. Instead, the reserve descriptor is given up to accept waiting
+  /// clients one by one and answer each 503 (they learn why and when to
+  /// retry), then accepting pauses, longer each time, up to a second, and
+  /// one line is logged per episode.
+  void out_of_descriptors(const beast::error_code& err) {
+    if (exhausted++ == 0)
+      log::error("http",
+                 "out of file descriptors: answering 503 until some "
+                 "are free",
+                 {{"error", err.message()}});
+    if (reserve_fd >= 0) {
+      ::close(reserve_fd);
+      reserve_fd = -1;
+    }
+    for (int i = 0; i < 64; ++i) {
+      int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0)
+        break;
+      static const std::string answer = [] {
+        std::string body = "{\"error\":{\"code\":\"UNAVAILABLE\","
+                           "\"message\":\"the server is out of file "
+                           "descriptors; retry later\"}}";
+        return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+               "application/json\r\nRetry-After: 1\r\nConnection: "
+               "close\r\nContent-Length: "
+               + std::to_string(body.size()) + "\r\n\r\n" + body;
+      }();
+      [[maybe_unused]] auto sent = ::send(fd, answer.data(), answer.size(),
+                                          MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::close(fd);
+      ++refused;
+    }
+    reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    auto delay = std::chrono::milliseconds{
+      std::min<int64_t>(1000, int64_t{10} << std::min(exhausted, 7))};
+    pause.expires_after(delay);
+    pause.async_wait([self = shared_from_this()](beast::error_code wait_err) {
+      if (!wait_err && self->acceptor.is_open())
+        self->accept();
+    });
   }
 
   asio::io_context& ioc;
@@ -533,6 +601,14 @@ struct http_server::impl : std::enable_shared_from_this<http_server::impl> {
   std::shared_ptr<http_handler> handler;
   http_limits limits;
   std::shared_ptr<session_registry> sessions;
+  /// Paces accepting while descriptors run out.
+  asio::steady_timer pause;
+  /// A descriptor held back for the moment the others run out.
+  int reserve_fd = -1;
+  /// Failed accepts in a row for want of descriptors, and the connections
+  /// answered 503 meanwhile.
+  int exhausted = 0;
+  uint64_t refused = 0;
 };
 
 http_server::http_server(io_runtime& io, http_handler handler,
@@ -584,6 +660,7 @@ void http_server::stop() {
   asio::post(impl_->acceptor.get_executor(), [self] {
     beast::error_code ignored;
     self->acceptor.close(ignored);
+    self->pause.cancel();
   });
   std::vector<std::shared_ptr<session>> open;
   {

@@ -12,13 +12,16 @@ server_pid=""
 db_name="ebridge_cli_$$"
 psql -X -q "$TEST_DATABASE_URL" -c "CREATE DATABASE $db_name" >/dev/null || exit 1
 TEST_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db_name"
+fd_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null
+  [ -n "$fd_pid" ] && kill -9 "$fd_pid" 2>/dev/null
   # The slot pins the database: drop it first (once its walsender is gone).
   for _ in 1 2 3 4 5; do
     psql -X -q "${TEST_DATABASE_URL%/*}/postgres" -c "SELECT \
       pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-      WHERE slot_name = '$db_name' AND NOT active" >/dev/null 2>&1 && break
+      WHERE slot_name IN ('$db_name', '${db_name:0:50}_fd') AND NOT active" \
+      >/dev/null 2>&1 && break
     sleep 0.2
   done
   psql -X -q "${TEST_DATABASE_URL%/*}/postgres" \
@@ -138,7 +141,7 @@ else
   # JSON nested 100,000 deep (200 KB) is refused, not the end of the node
   # (it overflowed the stack while the body was re-serialized).
   deep="$base/v1/stream/cli-deep"
-  python3 -c 'print("[" * 100000 + "]" * 100000)' >"$work/deep.json"
+  { head -c 100000 /dev/zero | tr '\0' '['; head -c 100000 /dev/zero | tr '\0' ']'; } >"$work/deep.json"
   expect "a deeply nested body creates no stream" 0 'nests arrays and objects deeper than 256 levels.* 400$' \
     curl -s -w ' %{http_code}' -X PUT -H 'Content-Type: application/json' \
     --data-binary @"$work/deep.json" "$deep"
@@ -217,6 +220,48 @@ else
   fi
   [ -d "$work/data" ] && pass "serve creates the data dir" || fail "data dir missing"
 fi
+
+# Out of file descriptors: a server with a hard limit of 64 keeps serving
+# its open connections, answers new ones 503 (not a busy accept loop that
+# floods the log), and accepts again once descriptors are free.
+(ulimit -n 64 && exec "$ebridge" --postgres.url="$TEST_DATABASE_URL" \
+  --http.listen=127.0.0.1:0 --source.slot="${db_name:0:50}_fd" \
+  --data-dir="$work/data-fd" serve) >"$work/log-fd" 2>&1 &
+fd_pid=$!
+fd_port=""
+for _ in $(seq 1 100); do
+  fd_port=$(grep -oE 'event=serving http=127\.0\.0\.1:[0-9]+' "$work/log-fd" |
+    grep -oE '[0-9]+$' || true)
+  [ -n "$fd_port" ] && break
+  sleep 0.1
+done
+if [ -z "$fd_port" ]; then
+  fail "serve starts with 64 descriptors: $(tail -5 "$work/log-fd")"
+else
+  held=()
+  for _ in $(seq 1 80); do
+    exec {conn}<>"/dev/tcp/127.0.0.1/$fd_port" 2>/dev/null && held+=("$conn")
+  done
+  sleep 1.5
+  expect "out of descriptors, a new request is answered 503" 0 'out of file descriptors.* 503$' \
+    curl -s -m 5 -w ' %{http_code}' "http://127.0.0.1:$fd_port/healthz"
+  floods=$(grep -cE 'accept failed|out of file descriptors' "$work/log-fd" || true)
+  if [ "$floods" -le 2 ]; then
+    pass "running out of descriptors logs once, not per accept"
+  else
+    fail "running out of descriptors logged $floods lines"
+  fi
+  for conn in "${held[@]}"; do exec {conn}>&-; done
+  ok=""
+  for _ in $(seq 1 30); do
+    ok=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fd_port/healthz" || true)
+    [ "$ok" = 200 ] && break
+    sleep 0.2
+  done
+  [ "$ok" = 200 ] && pass "once descriptors are free it accepts again" \
+    || fail "after descriptors were freed healthz answered '$ok': $(tail -3 "$work/log-fd")"
+fi
+kill -TERM "$fd_pid" 2>/dev/null; wait "$fd_pid" 2>/dev/null; fd_pid=""
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
