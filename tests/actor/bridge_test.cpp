@@ -184,7 +184,7 @@ CAF_TEST(bootstrap reconciles the stream with the snapshot) {
   // Live changes then apply.
   batch(b, "0002", {upsert("c", "running")});
   batch(b, "0003", {removal("a")});
-  CAF_CHECK_EQUAL(ops().back(), "delete a");
+  CAF_CHECK_EQUAL(std::string{ops().back()}, "delete a");
   CAF_CHECK_EQUAL(persisted_offset(), "0003");
   using status_map = std::map<std::string, std::string>;
   CAF_CHECK_EQUAL(members_by_status(), (status_map{{"c", "running"}}));
@@ -412,7 +412,7 @@ CAF_TEST(a crash between the durable append and the cursor write duplicates noth
   batch(b2, "0003", {upsert("a", "paused")});
   CAF_CHECK_EQUAL(ops(), (strings{"insert a", "update a", "update a"}));
   batch(b2, "0004", {removal("a")});
-  CAF_CHECK_EQUAL(ops().back(), "delete a");
+  CAF_CHECK_EQUAL(std::string{ops().back()}, "delete a");
   CAF_CHECK_EQUAL(persisted_offset(), "0004");
 }
 
@@ -502,7 +502,7 @@ CAF_TEST(a crash mid bootstrap leaves no cursor and the restart emits the stale 
   up_to_date(b2, "0001");
   using status_map = std::map<std::string, std::string>;
   CAF_CHECK_EQUAL(members_by_status(), (status_map{{"a", "idle"}}));
-  CAF_CHECK_EQUAL(ops().back(), "delete old");
+  CAF_CHECK_EQUAL(std::string{ops().back()}, "delete old");
   CAF_CHECK_EQUAL(persisted_offset(), "0001");
 }
 

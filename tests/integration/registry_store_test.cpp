@@ -246,17 +246,20 @@ CAF_TEST(a cursor never moves back on the same handle) {
   CAF_CHECK(EB_OK(store.update_cursor("default", ref_a, "h1", "0000000009")));
   // A late write of an older position changes nothing.
   CAF_CHECK(!EB_OK(store.update_cursor("default", ref_a, "h1", "0000000005")));
-  CAF_CHECK_EQUAL(store.get_bridge("default", ref_a)->cursor_offset,
-                  "0000000009");
+  CAF_CHECK_EQUAL(
+    std::string{store.get_bridge("default", ref_a)->cursor_offset},
+    "0000000009");
   // Forward, the same again, another handle, or after a clear: written.
   CAF_CHECK(EB_OK(store.update_cursor("default", ref_a, "h1", "0000000012")));
   CAF_CHECK(EB_OK(store.update_cursor("default", ref_a, "h1", "0000000012")));
   CAF_CHECK(EB_OK(store.update_cursor("default", ref_a, "h2", "0000000001")));
-  CAF_CHECK_EQUAL(store.get_bridge("default", ref_a)->cursor_handle, "h2");
+  CAF_CHECK_EQUAL(
+    std::string{store.get_bridge("default", ref_a)->cursor_handle}, "h2");
   CAF_CHECK(EB_OK(store.clear_cursor("default", ref_a)));
   CAF_CHECK(EB_OK(store.update_cursor("default", ref_a, "h2", "0000000000")));
-  CAF_CHECK_EQUAL(store.get_bridge("default", ref_a)->cursor_offset,
-                  "0000000000");
+  CAF_CHECK_EQUAL(
+    std::string{store.get_bridge("default", ref_a)->cursor_offset},
+    "0000000000");
 }
 
 CAF_TEST(a batch of cursors writes each as one write would in one commit) {
