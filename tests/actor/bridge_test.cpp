@@ -307,14 +307,7 @@ CAF_TEST(a resync asked for rebuilds the view and deletes what left) {
 CAF_TEST(a resync asked for while loading snapshots instead of resuming) {
   reg->rows[{"default", ref}].cursor_handle = "h1";
   reg->rows[{"default", ref}].cursor_offset = "0005";
-  bridge_config cfg;
-  cfg.tenant = "default";
-  cfg.source_ref = ref;
-  cfg.tags = R"({"team":"infra"})";
-  cfg.source = source;
-  cfg.sink = sink;
-  cfg.registry = registry;
-  bridges.push_back(sys.spawn(bridge, cfg));
+  bridges.push_back(sys.spawn(bridge, config()));
   caf::anon_send(bridges.back(), resync_atom::value);
   sched.run();
   CAF_REQUIRE_EQUAL(src->subscriptions.size(), 1u);

@@ -79,6 +79,25 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
     reg->rows[{"default", ref}] = row;
   }
 
+  /// Registers tags_x, lets it go idle and runs the GC until it stops the
+  /// view's bridge (the stop not yet handled); returns the manager's state.
+  manager_state& collecting_x() {
+    start_manager();
+    auto first = register_tags(tags_x);
+    bootstrap();
+    first.receive([](registration&) {},
+                  [](caf::error& err) { CAF_FAIL(describe(err)); });
+    row_of(ref_x).last_activity_ms = 0;
+    caf::anon_send(mgr, sweep_atom::value);
+    using state_type = caf::stateful_actor<manager_state, manager_actor::base>;
+    auto& st = deref<state_type>(mgr).state;
+    manager_state::key k{"default", ref_x};
+    while (!st.bridges[k].retiring && sched.has_job())
+      sched.run_once();
+    CAF_REQUIRE(st.bridges[k].retiring);
+    return st;
+  }
+
   bool has_row(const std::string& ref) {
     return reg->rows.count({"default", ref}) > 0;
   }
@@ -429,19 +448,8 @@ CAF_TEST(gc keeps a view whose bridge heard of a read the registry has not) {
 }
 
 CAF_TEST(a register while gc stops a view brings the view back) {
-  start_manager();
-  auto first = register_tags(tags_x);
-  bootstrap();
-  first.receive([](registration&) {},
-                [](caf::error& err) { CAF_FAIL(describe(err)); });
-  row_of(ref_x).last_activity_ms = 0;
-  caf::anon_send(mgr, sweep_atom::value);
-  using state_type = caf::stateful_actor<manager_state, manager_actor::base>;
-  auto& st = deref<state_type>(mgr).state;
+  auto& st = collecting_x();
   manager_state::key k{"default", ref_x};
-  while (!st.bridges[k].retiring && sched.has_job())
-    sched.run_once();
-  CAF_REQUIRE(st.bridges[k].retiring);
   // The register's upsert is answered before the bridge handles its stop.
   auto again = self->request(mgr, caf::infinite, register_atom::value,
                              std::string{"default"}, std::string{tags_x});
@@ -460,19 +468,8 @@ CAF_TEST(a register while gc stops a view brings the view back) {
 }
 
 CAF_TEST(a reader that opens while gc stops a view keeps the view) {
-  start_manager();
-  auto first = register_tags(tags_x);
-  bootstrap();
-  first.receive([](registration&) {},
-                [](caf::error& err) { CAF_FAIL(describe(err)); });
-  row_of(ref_x).last_activity_ms = 0;
-  caf::anon_send(mgr, sweep_atom::value);
-  using state_type = caf::stateful_actor<manager_state, manager_actor::base>;
-  auto& st = deref<state_type>(mgr).state;
+  auto& st = collecting_x();
   manager_state::key k{"default", ref_x};
-  while (!st.bridges[k].retiring && sched.has_job())
-    sched.run_once();
-  CAF_REQUIRE(st.bridges[k].retiring);
   caf::anon_send(mgr, reader_open_atom::value, std::string{"default"}, ref_x);
   expect((reader_open_atom, std::string, std::string), to(mgr));
   sched.run();

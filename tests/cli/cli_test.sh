@@ -86,18 +86,25 @@ expect "migrate without a database fails clearly" 1 'cannot migrate the database
 expect "unwritable data dir" 2 'data-dir' \
   "$ebridge" --postgres.url="$TEST_DATABASE_URL" --data-dir=/proc/ebridge serve
 
+# The port a server started with --http.listen=127.0.0.1:0 says it serves
+# on (its log's "serving" line), waiting up to 10 s; empty if none.
+serving_port() {
+  local found=""
+  for _ in $(seq 1 100); do
+    found=$(grep -oE 'event=serving http=127\.0\.0\.1:[0-9]+' "$1" |
+      grep -oE '[0-9]+$' || true)
+    [ -n "$found" ] && break
+    sleep 0.1
+  done
+  echo "$found"
+}
+
 # serve: port 0 picks a free port; the log line says which.
 "$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=127.0.0.1:0 \
   --http.max-body=1048576 --source.slot="$db_name" \
   --data-dir="$work/data" serve >"$work/log" 2>&1 &
 server_pid=$!
-port=""
-for _ in $(seq 1 100); do
-  port=$(grep -oE 'event=serving http=127\.0\.0\.1:[0-9]+' "$work/log" |
-    grep -oE '[0-9]+$' || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
+port=$(serving_port "$work/log")
 if [ -z "$port" ]; then
   fail "serve starts: $(cat "$work/log")"
 else
@@ -228,13 +235,7 @@ fi
   --http.listen=127.0.0.1:0 --source.slot="${db_name:0:50}_fd" \
   --data-dir="$work/data-fd" serve) >"$work/log-fd" 2>&1 &
 fd_pid=$!
-fd_port=""
-for _ in $(seq 1 100); do
-  fd_port=$(grep -oE 'event=serving http=127\.0\.0\.1:[0-9]+' "$work/log-fd" |
-    grep -oE '[0-9]+$' || true)
-  [ -n "$fd_port" ] && break
-  sleep 0.1
-done
+fd_port=$(serving_port "$work/log-fd")
 if [ -z "$fd_port" ]; then
   fail "serve starts with 64 descriptors: $(tail -5 "$work/log-fd")"
 else
