@@ -1,9 +1,13 @@
 #include "actors/gateway.hpp"
 
+#include <map>
+#include <memory>
+
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace ebridge {
 
@@ -16,10 +20,24 @@ constexpr auto readiness_reuse = std::chrono::seconds{1};
 gateway_actor::behavior_type
 gateway(gateway_actor::stateful_pointer<gateway_state> self,
         registry_actor registry, manager_actor manager,
-        std::chrono::milliseconds timeout) {
+        std::chrono::milliseconds timeout, watched_actors watched) {
   self->state.registry = std::move(registry);
   self->state.manager = std::move(manager);
   self->state.timeout = timeout;
+  auto names = std::make_shared<std::map<caf::actor_addr, std::string>>();
+  for (auto& [name, actor] : watched) {
+    (*names)[actor.address()] = name;
+    self->monitor(actor);
+  }
+  self->set_down_handler([self, names](const caf::down_msg& msg) {
+    auto i = names->find(msg.source);
+    if (i == names->end())
+      return;
+    auto why = "the " + i->second + " actor stopped (" + describe(msg.reason)
+               + ")";
+    log::error("node", "not ready", {{"reason", why}});
+    self->state.gone.push_back(std::move(why));
+  });
   return {
     [self](register_atom, std::string& tenant, std::string& tags,
            registration_callback& done) {
@@ -35,6 +53,13 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self,
     },
     [self](ready_atom, readiness_callback& done) {
       auto& st = self->state;
+      if (!st.gone.empty()) {
+        std::string reason;
+        for (auto& why : st.gone)
+          reason += (reason.empty() ? "" : "; ") + why;
+        done.fn(readiness{false, std::move(reason)});
+        return;
+      }
       auto now = self->clock().now();
       if (st.last && now - st.last_at < readiness_reuse) {
         done.fn(*st.last);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/send.hpp>
@@ -167,8 +168,15 @@ int run_serve(const options& opts) {
   mgr_cfg.idle_ttl = opts.gc_idle_ttl;
   mgr_cfg.register_timeout = opts.register_timeout;
   auto manager_handle = sys.spawn(manager, mgr_cfg);
+  // Nothing restarts these yet: readiness says so once one of them ends.
+  watched_actors watched{{"registry",
+                          caf::actor_cast<caf::actor>(registry_handle)},
+                         {"sink", caf::actor_cast<caf::actor>(sink_handle)},
+                         {"source", caf::actor_cast<caf::actor>(source_handle)},
+                         {"manager",
+                          caf::actor_cast<caf::actor>(manager_handle)}};
   auto gateway_handle = sys.spawn(gateway, registry_handle, manager_handle,
-                                  opts.registry_timeout);
+                                  opts.registry_timeout, std::move(watched));
   // Every actor this node runs, stopped in this order at shutdown.
   auto stop_actors = [&] {
     caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);

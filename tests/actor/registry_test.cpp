@@ -547,7 +547,7 @@ CAF_TEST(registry replaces a worker that dies) {
 
 CAF_TEST(gateway reports ready when the registry answers) {
   auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
-                      std::chrono::milliseconds{100});
+                      std::chrono::milliseconds{100}, watched_actors{});
   std::optional<readiness> seen;
   caf::anon_send(gw, ready_atom::value,
                  readiness_callback{[&](readiness r) { seen = r; }});
@@ -557,9 +557,33 @@ CAF_TEST(gateway reports ready when the registry answers) {
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
 }
 
+CAF_TEST(gateway reports not ready once an actor it watches ended) {
+  auto source = sys.spawn([]() -> caf::behavior { return {[](int) {}}; });
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+                      std::chrono::milliseconds{100},
+                      watched_actors{{"source", source}});
+  sched.run();
+  std::optional<readiness> seen;
+  auto probe = [&] {
+    seen.reset();
+    caf::anon_send(gw, ready_atom::value,
+                   readiness_callback{[&](readiness r) { seen = r; }});
+    sched.run();
+    CAF_REQUIRE(seen);
+  };
+  probe();
+  CAF_CHECK(seen->ready);
+  caf::anon_send_exit(source, caf::exit_reason::kill);
+  sched.run();
+  probe();
+  CAF_CHECK(!seen->ready);
+  CAF_CHECK_EQUAL(seen->reason.rfind("the source actor stopped", 0), 0u);
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
+}
+
 CAF_TEST(gateway reports the database error when the registry fails) {
   auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
-                      std::chrono::milliseconds{100});
+                      std::chrono::milliseconds{100}, watched_actors{});
   for (auto& b : backends)
     b->failures.push_back(make_error(ec::database_unavailable, "refused"));
   std::optional<readiness> seen;
@@ -576,7 +600,7 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
   // A registry that never answers: a plain actor that swallows the request.
   auto silent = sys.spawn(silent_registry, false);
   auto gw = sys.spawn(gateway, silent, manager_actor{},
-                      std::chrono::milliseconds{100});
+                      std::chrono::milliseconds{100}, watched_actors{});
   std::optional<readiness> seen;
   caf::anon_send(gw, ready_atom::value,
                  readiness_callback{[&](readiness r) { seen = r; }});
@@ -593,7 +617,7 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
 
 CAF_TEST(gateway answers many readiness probes with one database check) {
   auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
-                      std::chrono::milliseconds{100});
+                      std::chrono::milliseconds{100}, watched_actors{});
   int answered = 0;
   for (int i = 0; i < 5; ++i)
     caf::anon_send(gw, ready_atom::value, readiness_callback{[&](readiness r) {
