@@ -125,7 +125,16 @@ enum header_flags : uint8_t { has_ttl = 1 };
 enum append_flags : uint8_t { closes_flag = 1, producer_flag = 2 };
 
 /// The outcome of reading one record at `pos`.
-enum class read_result { ok, truncated, damaged };
+enum class read_result {
+  ok,
+  /// The file ends inside the record (or inside its header).
+  truncated,
+  /// The header's checksum (or kind) is wrong: where the record ends is
+  /// unknown.
+  bad_header,
+  /// The header is sound, the payload's checksum is wrong.
+  bad_payload,
+};
 
 read_result read_record(std::string_view bytes, uint64_t pos, log_record& out) {
   if (bytes.size() - pos < record_header_size)
@@ -136,17 +145,23 @@ read_result read_record(std::string_view bytes, uint64_t pos, log_record& out) {
   auto kind = head.u8();
   auto header_crc = head.u32();
   if (crc32c(bytes.substr(pos, 9)) != header_crc)
-    return read_result::damaged;
+    return read_result::bad_header;
   if (kind != static_cast<uint8_t>(record_kind::header)
+      && kind != static_cast<uint8_t>(record_kind::unstamped_append)
       && kind != static_cast<uint8_t>(record_kind::append))
-    return read_result::damaged;
+    return read_result::bad_header;
   auto payload_pos = pos + record_header_size;
+  out = log_record{static_cast<record_kind>(kind), pos, payload_pos, {}};
   if (bytes.size() - payload_pos < length)
     return read_result::truncated;
   auto payload = bytes.substr(payload_pos, length);
   if (crc32c(payload) != payload_crc)
-    return read_result::damaged;
-  out = log_record{static_cast<record_kind>(kind), pos, payload_pos, payload};
+    return read_result::bad_payload;
+  out.payload = payload;
+  if (out.kind == record_kind::append && payload.size() >= 8) {
+    reader stamp{payload};
+    out.durable_before = stamp.u64();
+  }
   return read_result::ok;
 }
 
@@ -156,21 +171,95 @@ bool all_zero(std::string_view bytes) {
 
 constexpr uint64_t sector = 512;
 
-/// Whether a damaged record at `pos`, followed by an intact one at `next`,
-/// is what a crash leaves in the middle of one write over padding: that
-/// write's pages reach the disk in no set order, and one that did not reads
-/// as the zeros it would have replaced, so a later record of the same
-/// unacknowledged write may be whole. Such a gap shows a whole aligned
-/// sector of zeros, or zeros from the record's start to a sector boundary.
-/// Flipped or garbled bytes in written data show neither: corruption.
-bool hole_before(std::string_view bytes, uint64_t pos, uint64_t next) {
-  auto boundary = (pos / sector + 1) * sector;
-  if (boundary <= next && all_zero(bytes.substr(pos, boundary - pos)))
+/// Whether the bytes `[pos, end)` of a damaged record show a sector that
+/// never arrived. A crash cuts a write by sectors: one that did not reach
+/// the disk reads as what was there before, the zeros written ahead (or,
+/// past the old end of the file, zeros too). So: the bytes from `pos` to
+/// the end of its sector are zero (what precedes `pos` in that sector is
+/// the previous record, written before), or a later sector overlapping
+/// `[pos, end)` is zero throughout (up to the end of the file). Flipped or
+/// garbled bytes in written data show neither.
+bool shows_unwritten_sector(std::string_view bytes, uint64_t pos,
+                            uint64_t end) {
+  auto size = static_cast<uint64_t>(bytes.size());
+  auto boundary = std::min((pos / sector + 1) * sector, size);
+  if (all_zero(bytes.substr(pos, boundary - pos)))
     return true;
-  for (auto s = boundary; s + sector <= next; s += sector)
-    if (all_zero(bytes.substr(s, sector)))
+  for (auto s = boundary; s < end && s < size; s += sector)
+    if (all_zero(bytes.substr(s, std::min(sector, size - s))))
       return true;
   return false;
+}
+
+/// Judges the damaged (or cut) record at `pos`: a torn write, cut with all
+/// that follows, or corruption, cut nowhere.
+void judge_damage(std::string_view bytes, uint64_t pos, read_result outcome,
+                  log_scan& result) {
+  auto size = static_cast<uint64_t>(bytes.size());
+  // Past the last byte that is not zero, nothing was written.
+  auto data_end = size;
+  while (data_end > pos && bytes[data_end - 1] == 0)
+    --data_end;
+  auto torn = [&] {
+    result.valid_size = pos;
+    result.torn_end = data_end;
+  };
+  if (outcome == read_result::truncated) {
+    // The file ends inside it: the rest was never written.
+    torn();
+    return;
+  }
+  // Where the record ends, when its header can be trusted; a search for
+  // intact records starts there (bytes inside a payload may look like a
+  // record: a stream may store logs).
+  uint64_t extent_end = pos + record_header_size;
+  if (outcome == read_result::bad_payload) {
+    reader head{bytes.substr(pos, 4)};
+    extent_end += head.u32();
+  }
+  // The records after it that are intact, and the most durable data any of
+  // them vouches for. A stamp past its own record's position is no proof.
+  uint64_t proven = 0;
+  uint64_t first_later = 0;
+  for (auto q = outcome == read_result::bad_payload ? extent_end : pos + 1;
+       q + record_header_size <= size;) {
+    log_record later;
+    if (read_record(bytes, q, later) == read_result::ok) {
+      if (first_later == 0)
+        first_later = q;
+      if (later.durable_before <= q)
+        proven = std::max(proven, later.durable_before);
+      q = later.payload_position + later.payload.size();
+      continue;
+    }
+    if (all_zero(bytes.substr(q)))
+      break;
+    ++q;
+  }
+  if (pos < proven) {
+    result.corruption = "damaged record at byte " + std::to_string(pos)
+                        + ", inside data a later record shows was durable"
+                          " (up to byte "
+                        + std::to_string(proven) + ")";
+    return;
+  }
+  // The bytes that must show where the write stopped: a sound header
+  // bounds the record; a damaged header is judged by the bytes it lies in.
+  // The write stopped inside them when all after some byte of them is zero
+  // to the end of the file, or when a sector of theirs never arrived.
+  auto end = outcome == read_result::bad_payload ? extent_end
+                                                 : pos + record_header_size;
+  if (data_end < end || shows_unwritten_sector(bytes, pos, end)) {
+    torn();
+    return;
+  }
+  result.corruption = "damaged record at byte " + std::to_string(pos)
+                      + (outcome == read_result::bad_payload
+                           ? " (a whole record with a bad checksum)"
+                           : " (a record header with a bad checksum)")
+                      + (first_later != 0 ? ", intact data follows at byte "
+                                              + std::to_string(first_later)
+                                          : std::string{});
 }
 
 } // namespace
@@ -198,6 +287,7 @@ std::string encode_record(const append_record& append) {
   std::string payload;
   uint8_t flags = (append.closes ? closes_flag : 0)
                   | (append.producer ? producer_flag : 0);
+  put_u64(payload, append.durable_before);
   put_u8(payload, flags);
   if (append.producer) {
     put_string(payload, append.producer->id);
@@ -228,9 +318,14 @@ caf::expected<stream_header> decode_header(std::string_view payload) {
   return header;
 }
 
-caf::expected<append_view> decode_append(std::string_view payload) {
+caf::expected<append_view> decode_append(std::string_view payload,
+                                         record_kind kind) {
   reader in{payload};
   append_view result;
+  if (kind == record_kind::append)
+    result.durable_before = in.u64();
+  else if (kind != record_kind::unstamped_append)
+    return make_error(ec::bad_row, "not an append record");
   auto flags = in.u8();
   result.closes = (flags & closes_flag) != 0;
   if (flags & producer_flag) {
@@ -279,20 +374,7 @@ log_scan scan_log(std::string_view bytes) {
       result.padding = bytes.size() - pos;
       break;
     }
-    // A damaged record is a torn tail unless an intact record follows it
-    // with no sign of a torn write between them.
-    for (auto next = pos + 1; next + record_header_size <= bytes.size();
-         ++next) {
-      log_record later;
-      if (read_record(bytes, next, later) == read_result::ok) {
-        if (hole_before(bytes, pos, next))
-          break; // the unacknowledged write a crash cut: all of it goes
-        result.corruption = "damaged record at byte " + std::to_string(pos)
-                            + " followed by intact data at byte "
-                            + std::to_string(next);
-        return result;
-      }
-    }
+    judge_damage(bytes, pos, outcome, result);
     break;
   }
   return result;

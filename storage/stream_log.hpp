@@ -42,12 +42,28 @@ struct append_record {
   std::string stream_seq;
   /// True when this append closes the stream.
   bool closes = false;
+  /// Every byte of the log before this position was durable (synced and
+  /// acknowledged) when this record was written. Recovery reads it as proof:
+  /// a damaged record below it was on disk, so its damage is corruption,
+  /// never a torn write.
+  uint64_t durable_before = 0;
 };
 
 /// Record framing on disk: `u32 length | u32 crc32c(payload) | u8 kind |
 /// u32 crc32c(length, payload crc, kind) | payload`. The header checksum tells
 /// a torn tail (the file ends inside a record) from corruption in the middle.
-enum class record_kind : uint8_t { header = 1, append = 2 };
+/// An append's payload starts with its `durable_before` (u64); logs written
+/// before that field existed hold `unstamped_append` records, read as
+/// stamped 0.
+enum class record_kind : uint8_t {
+  header = 1,
+  unstamped_append = 2,
+  append = 3,
+};
+
+constexpr bool is_append(record_kind kind) noexcept {
+  return kind == record_kind::append || kind == record_kind::unstamped_append;
+}
 
 inline constexpr size_t record_header_size = 13;
 
@@ -66,6 +82,8 @@ struct log_record {
   /// Where its payload starts in the file.
   uint64_t payload_position;
   std::string_view payload;
+  /// An append's `durable_before` (0 for other records).
+  uint64_t durable_before = 0;
 };
 
 /// An append record decoded in place: its messages view the payload.
@@ -74,30 +92,45 @@ struct append_view {
   std::optional<producer_stamp> producer;
   std::string stream_seq;
   bool closes = false;
+  uint64_t durable_before = 0;
 };
 
 caf::expected<stream_header> decode_header(std::string_view payload);
 
-caf::expected<append_view> decode_append(std::string_view payload);
+/// Decodes an append's payload; `kind` tells whether it starts with a stamp.
+caf::expected<append_view>
+decode_append(std::string_view payload, record_kind kind = record_kind::append);
 
 /// The result of scanning a log file's bytes on start-up.
 struct log_scan {
   std::vector<log_record> records;
   /// The length of the valid prefix; bytes past it are padding (below) or
-  /// a torn tail to cut.
+  /// a torn tail to cut (see `torn`).
   uint64_t valid_size = 0;
   /// Zero bytes after the valid prefix, up to the end of the file: space a
   /// writer filled ahead of its appends (so that an append leaves the file
   /// size alone and its sync writes data only), not a torn tail.
   uint64_t padding = 0;
-  /// Set when a damaged record is followed by intact ones: the log is
-  /// corrupt, not torn, and must not be served short.
+  /// Where the torn tail ends: the last byte past `valid_size` that is not
+  /// zero, plus one (0 when there is no torn tail). Recovery keeps these
+  /// bytes aside before it cuts them.
+  uint64_t torn_end = 0;
+  /// Set when a record is damaged where no crash explains it: the log is
+  /// corrupt, not torn, and must not be served short nor cut.
   std::string corruption;
 };
 
-/// Scans a whole log (its bytes). A damaged last record (the file ends
-/// inside it, or nothing intact follows it) is a torn tail; zeros alone
-/// after the last record are padding.
+/// Scans a whole log (its bytes). Zeros alone after the last record are
+/// padding. A damaged record is a torn write, cut with everything after it,
+/// only where its bytes were never written and no record after it proves it
+/// durable (`durable_before`): the file ends inside it, or nothing but zeros
+/// follows some byte of it, or a sector of it never arrived (zeros where the
+/// write put data). Any other damage is corruption: a whole record with a
+/// bad checksum or flipped header bits, damage below a later record's
+/// `durable_before`. The last writes in flight at a crash (no later record
+/// vouches for them) are judged by their bytes alone: a record whose own
+/// data is zeros may be taken as torn, which is why recovery keeps the
+/// bytes it cuts aside.
 log_scan scan_log(std::string_view bytes);
 
 } // namespace ebridge

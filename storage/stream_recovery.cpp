@@ -33,8 +33,8 @@ log_reading read_stream_log(std::string_view bytes) {
   s.header = std::move(*header);
   for (size_t i = 1; i < scan.records.size(); ++i) {
     auto& rec = scan.records[i];
-    auto view = rec.kind == record_kind::append
-                  ? decode_append(rec.payload)
+    auto view = is_append(rec.kind)
+                  ? decode_append(rec.payload, rec.kind)
                   : caf::expected<append_view>{
                     make_error(ec::bad_row, "second header record")};
     if (!view)
@@ -57,6 +57,7 @@ log_reading read_stream_log(std::string_view bytes) {
   }
   s.valid_size = scan.valid_size;
   s.padding = scan.padding;
+  s.torn_end = scan.torn_end;
   return result;
 }
 

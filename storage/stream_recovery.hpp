@@ -32,6 +32,9 @@ struct recovered_stream {
   /// written ahead after them: past both lies a torn tail to cut.
   uint64_t valid_size = 0;
   uint64_t padding = 0;
+  /// With a torn tail: where its last byte that is not zero ends (the bytes
+  /// `[valid_size, torn_end)` are kept aside before the tail is cut).
+  uint64_t torn_end = 0;
 };
 
 /// What the bytes of a log file are.

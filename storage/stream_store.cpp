@@ -79,19 +79,27 @@ struct waiter {
   std::function<void()> fn;
 };
 
-/// One stream. `tail`, `closed`, `producers` and `stream_seq` run ahead of
-/// the disk (they validate the next request); readers see only the durable
-/// part: `chunks`, `durable_tail`, `durable_closed`.
+/// One stream. `tail`, `closed`, `producers`, `stream_seq` and `file_size`
+/// run ahead of the disk (they validate the next request); readers see only
+/// the durable part: `chunks`, `durable_tail`, `durable_closed`. The other
+/// durable fields are what a failed write resets the submitted state to.
 struct stream_entry {
   std::mutex mtx;
   stream_header header;
   std::shared_ptr<log_file> file;
   uint64_t file_size = 0;
+  /// The log's length up to its last durable record.
+  uint64_t durable_size = 0;
   std::vector<chunk> chunks;
   uint64_t durable_tail = 0;
   uint64_t tail = 0;
   std::map<std::string, producer_state> producers;
+  std::map<std::string, producer_state> durable_producers;
   std::string stream_seq;
+  std::string durable_stream_seq;
+  /// Counts the times the submitted state was reset to the durable one: an
+  /// operation submitted before a reset is answered, never written.
+  uint64_t generation = 0;
   int64_t last_access_ms = 0;
   uint64_t next_waiter = 1;
   std::map<uint64_t, waiter> waiters;
@@ -99,7 +107,10 @@ struct stream_entry {
   bool json = false;
   bool durable_closed = false;
   bool closed = false;
+  /// The log could not be cut back after a failed write: nothing is
+  /// served or written until a repair (queued by the next request) works.
   bool broken = false;
+  bool repair_pending = false;
   bool removed = false;
 };
 
@@ -110,10 +121,25 @@ struct pending_op {
   entry_ptr entry;
   std::string bytes; // to write at file_pos (may be empty)
   uint64_t file_pos = 0;
+  /// Where the log ends once this operation is durable.
+  uint64_t end_pos = 0;
   std::vector<chunk> chunks;
   uint64_t tail_after = 0;
+  /// The entry's generation when it was submitted.
+  uint64_t generation = 0;
+  /// What becomes durable with the record besides its messages.
+  std::optional<producer_stamp> producer;
+  std::string stream_seq;
   bool closes = false;
   bool touches_directory = false;
+  /// The stream's first write: failing, it takes the stream away.
+  bool creates = false;
+  /// Not a client's: retries the cut of a broken stream's log, then runs
+  /// `then` (the request that found the stream broken, submitted again).
+  bool repair = false;
+  std::function<void()> then;
+  /// Submitted before the stream's last reset: answered, not written.
+  bool stale = false;
   write_result result;
   write_callback done;
 };
@@ -159,9 +185,10 @@ write_result status_only(store_status status) {
   return r;
 }
 
-bool write_all(int fd, const char* data, size_t size, uint64_t pos) {
+bool write_all(store_io& io, int fd, const char* data, size_t size,
+               uint64_t pos) {
   while (size > 0) {
-    auto n = ::pwrite(fd, data, size, static_cast<off_t>(pos));
+    auto n = io.pwrite(fd, data, size, static_cast<off_t>(pos));
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -189,10 +216,51 @@ bool read_all(int fd, char* data, size_t size, uint64_t pos) {
   return true;
 }
 
+/// Keeps the bytes of a torn tail next to the log, synced, before the tail
+/// is cut: `<log>.torn-<position>`. False (with errno) when it could not.
+bool keep_aside(const std::string& path, int dir_fd, std::string_view bytes,
+                uint64_t position) {
+  auto aside = path + ".torn-" + std::to_string(position);
+  int fd = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                  0640);
+  if (fd < 0)
+    return false;
+  store_io io;
+  bool ok = write_all(io, fd, bytes.data(), bytes.size(), 0)
+            && ::fsync(fd) == 0;
+  auto saved = errno;
+  ::close(fd);
+  errno = saved;
+  return ok && ::fsync(dir_fd) == 0;
+}
+
 } // namespace
+
+store_io::~store_io() = default;
+
+ssize_t store_io::pwrite(int fd, const void* data, size_t size, off_t pos) {
+  return ::pwrite(fd, data, size, pos);
+}
+
+int store_io::fdatasync(int fd) {
+  return ::fdatasync(fd);
+}
+
+int store_io::syncfs(int fd) {
+  return ::syncfs(fd);
+}
+
+int store_io::fsync_directory(int fd) {
+  return ::fsync(fd);
+}
+
+int store_io::ftruncate(int fd, off_t size) {
+  return ::ftruncate(fd, size);
+}
 
 struct stream_store::impl {
   config cfg;
+  std::shared_ptr<store_io> io;
   std::string streams_dir;
   int dir_fd = -1;
 
@@ -327,15 +395,45 @@ struct stream_store::impl {
   }
 
   /// Writes a batch, makes it durable with as few syncs as possible, then
-  /// publishes it to readers and acknowledges it, in order.
+  /// publishes it to readers and acknowledges it, in order. A log whose
+  /// write or sync failed is cut back to its durable length first.
   void commit(writer_lane& lane, std::vector<pending_op>& batch) {
-    std::set<log_file*> failed;
+    auto& sys = *io;
+    // Repairs first; then what was submitted before its stream's last
+    // reset (or while it is broken) is answered, not written.
+    for (auto& op : batch) {
+      if (!op.entry)
+        continue;
+      if (op.repair) {
+        bool broken;
+        {
+          std::lock_guard<std::mutex> guard{op.entry->mtx};
+          if (!op.then)
+            op.entry->repair_pending = false;
+          broken = op.entry->broken;
+        }
+        if (broken)
+          cut_back(*op.entry, "a retry");
+        if (op.then)
+          op.then();
+        continue;
+      }
+      // A delete stands whatever happened before it.
+      if (op.touches_directory && !op.creates)
+        continue;
+      std::lock_guard<std::mutex> guard{op.entry->mtx};
+      if (op.generation != op.entry->generation || op.entry->broken) {
+        op.stale = true;
+        op.bytes.clear();
+      }
+    }
+    std::map<log_file*, std::string> failed;
     std::vector<std::shared_ptr<log_file>> dirty;
     bool directory = false;
     // Coalesce contiguous writes to one file into one pwrite.
     for (size_t i = 0; i < batch.size();) {
       auto& first = batch[i];
-      directory |= first.touches_directory;
+      directory |= first.touches_directory && !first.stale;
       if (first.bytes.empty()) {
         ++i;
         continue;
@@ -346,17 +444,16 @@ struct stream_store::impl {
       size_t j = i + 1;
       for (; j < batch.size(); ++j) {
         auto& next = batch[j];
-        if (!next.entry || next.entry->file != file
+        if (!next.entry || next.entry->file != file || next.bytes.empty()
             || next.file_pos != pos + buffer.size())
           break;
         directory |= next.touches_directory;
         buffer += next.bytes;
         next.bytes.clear();
       }
-      if (!write_all(file->fd, buffer.data(), buffer.size(), pos)) {
-        log::error("store", "write failed",
-                   {{"file", file->path}, {"error", std::strerror(errno)}});
-        failed.insert(file.get());
+      if (!write_all(sys, file->fd, buffer.data(), buffer.size(), pos)) {
+        failed.emplace(file.get(),
+                       std::string{"write failed: "} + std::strerror(errno));
       } else {
         pad(*file, pos + buffer.size());
         if (std::find(dirty.begin(), dirty.end(), file) == dirty.end())
@@ -364,63 +461,164 @@ struct stream_store::impl {
       }
       i = j;
     }
+    bool directory_failed = false;
     if (dirty.size() > max_fdatasyncs_per_group) {
-      if (::syncfs(lane.dir_fd) != 0) {
-        log::error("store", "syncfs failed", {{"error", std::strerror(errno)}});
+      if (sys.syncfs(lane.dir_fd) != 0) {
+        std::string why = std::string{"syncfs failed: "} + std::strerror(errno);
         for (auto& f : dirty)
-          failed.insert(f.get());
+          failed.emplace(f.get(), why);
+        directory_failed = directory;
       }
     } else {
       for (auto& f : dirty)
-        if (::fdatasync(f->fd) != 0) {
-          log::error("store", "fdatasync failed",
-                     {{"file", f->path}, {"error", std::strerror(errno)}});
-          failed.insert(f.get());
-        }
-      if (directory && ::fsync(lane.dir_fd) != 0)
+        if (sys.fdatasync(f->fd) != 0)
+          failed.emplace(f.get(), std::string{"fdatasync failed: "}
+                                    + std::strerror(errno));
+      if (directory && sys.fsync_directory(lane.dir_fd) != 0) {
         log::error("store", "directory fsync failed",
                    {{"error", std::strerror(errno)}});
+        directory_failed = true;
+      }
     }
-    for (auto& op : batch)
-      publish(op, op.entry && failed.count(op.entry->file.get()) > 0);
+    // Cut each failed log back before anything is answered: pages a failed
+    // sync left behind must not be served, nor a retry taken as duplicate.
+    std::set<log_file*> cut;
+    for (auto& op : batch) {
+      if (!op.entry || op.repair)
+        continue;
+      auto i = failed.find(op.entry->file.get());
+      if (i != failed.end() && cut.insert(i->first).second) {
+        log::error("store", "a write to a stream's log failed",
+                   {{"file", i->first->path}, {"error", i->second}});
+        cut_back(*op.entry, i->second);
+      }
+    }
+    for (auto& op : batch) {
+      if (op.repair)
+        continue;
+      const std::string* why = nullptr;
+      if (op.entry) {
+        auto i = failed.find(op.entry->file.get());
+        if (i != failed.end())
+          why = &i->second;
+      }
+      publish(op, why, directory_failed);
+    }
+  }
+
+  /// Cuts a stream's log back to its durable length and syncs that, then
+  /// resets the submitted state to the durable one; marks the stream broken
+  /// when the cut fails. Runs on the stream's writer.
+  void cut_back(stream_entry& e, const std::string& why) {
+    uint64_t durable;
+    {
+      std::lock_guard<std::mutex> guard{e.mtx};
+      durable = e.durable_size;
+    }
+    auto& file = *e.file;
+    bool ok = io->ftruncate(file.fd, static_cast<off_t>(durable)) == 0
+              && io->fdatasync(file.fd) == 0;
+    auto error = ok ? std::string{} : std::strerror(errno);
+    std::vector<std::function<void()>> wake;
+    {
+      std::lock_guard<std::mutex> guard{e.mtx};
+      if (ok) {
+        file.allocated = durable;
+        e.file_size = durable;
+        e.tail = e.durable_tail;
+        e.closed = e.durable_closed;
+        e.producers = e.durable_producers;
+        e.stream_seq = e.durable_stream_seq;
+        ++e.generation;
+        if (e.broken)
+          log::info("store", "a broken stream's log works again",
+                    {{"stream", e.header.name}});
+        e.broken = false;
+      } else {
+        e.broken = true;
+        for (auto& [token, w] : e.waiters)
+          wake.push_back(std::move(w.fn));
+        e.waiters.clear();
+      }
+    }
+    if (!ok)
+      log::error("store",
+                 "cannot cut a stream's log back to its durable "
+                 "length; the stream is unavailable until it can",
+                 {{"stream", e.header.name}, {"after", why}, {"error", error}});
+    for (auto& fn : wake)
+      fn();
   }
 
   /// Fills zeros past `end` when the records reach past the zeros written
   /// before, in a write of their own: best effort, since a disk too full for
   /// the zeros may still hold the records (the next growth tries again).
-  static void pad(log_file& file, uint64_t end) {
+  void pad(log_file& file, uint64_t end) {
     if (end <= file.allocated)
       return;
     auto target = padded_size(end);
     std::string zeros(target - end, '\0');
-    file.allocated = write_all(file.fd, zeros.data(), zeros.size(), end)
+    file.allocated = write_all(*io, file.fd, zeros.data(), zeros.size(), end)
                        ? target
                        : end;
   }
 
-  void publish(pending_op& op, bool failed) {
+  /// Answers an operation and, when it became durable, shows it to readers.
+  /// `failed` is why its log's write failed (null when it did not).
+  void publish(pending_op& op, const std::string* failed,
+               bool directory_failed) {
     if (!op.entry) {
       // A directory change alone (a discarded corrupt log).
+      if (directory_failed) {
+        op.result.status = store_status::unavailable;
+        op.result.message = "the log was removed, but the directory sync "
+                            "failed: it may return after a restart";
+      }
       if (op.done)
         op.done(std::move(op.result));
       return;
     }
     std::vector<std::function<void()>> wake;
+    bool take_away = false;
     {
       auto& e = *op.entry;
       std::lock_guard<std::mutex> guard{e.mtx};
-      if (failed || e.broken) {
-        // The memory state ran ahead of a disk that refused it: stop
-        // serving this stream rather than serve what is not durable. An
-        // operation queued before that was known lies past the refused
-        // bytes, where a restart cannot reach it: not acknowledged either.
-        e.broken = true;
-        op.result.status = store_status::unavailable;
-        op.result.message = "the stream's log could not be written";
+      if (op.touches_directory && !op.creates) {
+        // A delete: the log is unlinked already.
+        if (directory_failed) {
+          op.result.status = store_status::unavailable;
+          op.result.message = "deleted, but the directory sync failed: the "
+                              "stream may return after a restart";
+        }
+      } else if (op.stale || failed != nullptr || e.broken) {
+        // Not durable: the log was cut back to before it (or is broken).
+        op.result = make_result(store_status::unavailable, e);
+        op.result.message = failed != nullptr
+                              ? "the stream's log could not be written ("
+                                  + *failed
+                                  + "); nothing of this request "
+                                    "was kept, retry"
+                            : e.broken ? "the stream's log is unavailable "
+                                         "(a disk error); retry later"
+                                       : "an earlier write to the stream "
+                                         "failed; nothing of this request "
+                                         "was kept, retry";
+        take_away = op.creates;
+      } else if (op.creates && directory_failed) {
+        op.result = make_result(store_status::unavailable, e);
+        op.result.message = "the stream's directory entry could not be "
+                            "synced (a disk error); nothing was kept, retry";
+        take_away = true;
       } else {
         e.chunks.insert(e.chunks.end(), op.chunks.begin(), op.chunks.end());
         e.durable_tail = std::max(e.durable_tail, op.tail_after);
         e.durable_closed |= op.closes;
+        e.durable_size = std::max(e.durable_size, op.end_pos);
+        if (op.producer)
+          e.durable_producers[op.producer->id] = producer_state{
+            op.producer->epoch, op.producer->seq};
+        if (!op.stream_seq.empty())
+          e.durable_stream_seq = op.stream_seq;
       }
       for (auto i = e.waiters.begin(); i != e.waiters.end();) {
         if (e.broken || e.durable_closed || i->second.offset < e.durable_tail) {
@@ -431,6 +629,8 @@ struct stream_store::impl {
         }
       }
     }
+    if (take_away)
+      forget_failed_create(op.entry);
     // The writer's answer first: its fan-out to readers can wait a moment,
     // the writer should not wait for it.
     if (op.done)
@@ -439,14 +639,73 @@ struct stream_store::impl {
       fn();
   }
 
+  /// A create that did not become durable: the stream leaves the map and
+  /// its log goes (a restart would find it without header, or not at all).
+  void forget_failed_create(const entry_ptr& e) {
+    {
+      std::lock_guard<std::mutex> guard{map_mtx};
+      auto i = streams.find(std::string_view{e->header.name});
+      if (i != streams.end() && i->second == e)
+        streams.erase(i);
+    }
+    std::vector<std::function<void()>> wake;
+    {
+      std::lock_guard<std::mutex> guard{e->mtx};
+      if (!e->removed) {
+        e->removed = true;
+        ::unlink(e->file->path.c_str());
+      }
+      for (auto& [token, w] : e->waiters)
+        wake.push_back(std::move(w.fn));
+      e->waiters.clear();
+    }
+    for (auto& fn : wake)
+      fn();
+  }
+
   // -- operations -------------------------------------------------------------
+
+  /// Queues an attempt to cut a broken stream's log back, then `then`
+  /// (which finds out whether it worked). Without `then`, at most one such
+  /// attempt waits at a time. The caller holds the stream's lock.
+  void request_repair(const entry_ptr& ep, std::function<void()> then = {}) {
+    if (!then) {
+      if (ep->repair_pending)
+        return;
+      ep->repair_pending = true;
+    }
+    pending_op op;
+    op.entry = ep;
+    op.repair = true;
+    op.then = std::move(then);
+    enqueue(std::move(op));
+  }
+
+  /// Queues a barrier behind everything submitted to the stream so far.
+  void submit_flush(const entry_ptr& e, write_callback done,
+                    bool after_repair) {
+    std::lock_guard<std::mutex> guard{e->mtx};
+    if (e->broken && !after_repair) {
+      request_repair(e, [this, e, done = std::move(done)]() mutable {
+        submit_flush(e, std::move(done), true);
+      });
+      return;
+    }
+    pending_op op;
+    op.tail_after = e->tail;
+    op.generation = e->generation;
+    op.result = make_result(store_status::ok, *e);
+    op.entry = e;
+    op.done = std::move(done);
+    enqueue(std::move(op));
+  }
 
   /// Validates an append against the stream's submitted state and, when it
   /// is accepted, advances that state and queues the write. Queued under
   /// the stream's lock: the writer must see one stream's operations in the
   /// order their positions were assigned.
   void submit_append(const entry_ptr& ep, append_request& req,
-                     write_callback& done) {
+                     write_callback& done, bool after_repair = false) {
     auto& e = *ep;
     std::unique_lock<std::mutex> guard{e.mtx};
     if (e.removed) {
@@ -455,8 +714,17 @@ struct stream_store::impl {
       return;
     }
     if (e.broken) {
+      if (!after_repair) {
+        // Try the disk again first; the request follows the attempt.
+        request_repair(ep, [this, ep, req = std::move(req),
+                            done = std::move(done)]() mutable {
+          submit_append(ep, req, done, true);
+        });
+        return;
+      }
       auto r = make_result(store_status::unavailable, e,
-                           "the stream's log is unavailable");
+                           "the stream's log is unavailable (a disk "
+                           "error); retry later");
       guard.unlock();
       done(std::move(r));
       return;
@@ -492,6 +760,7 @@ struct stream_store::impl {
       pending_op op;
       op.entry = ep;
       op.tail_after = e.tail;
+      op.generation = e.generation;
       op.result = std::move(r);
       op.done = std::move(done);
       enqueue(std::move(op));
@@ -503,11 +772,16 @@ struct stream_store::impl {
     record.producer = req.producer;
     record.stream_seq = req.stream_seq;
     record.closes = req.closes;
+    record.durable_before = e.durable_size;
     pending_op op;
     op.entry = ep;
+    op.generation = e.generation;
+    op.producer = req.producer;
+    op.stream_seq = req.stream_seq;
     op.bytes = encode_record(record);
     op.file_pos = e.file_size;
     e.file_size += op.bytes.size();
+    op.end_pos = e.file_size;
     // Message bytes sit inside the record: locate them for the index.
     auto view = decode_append(
       std::string_view{op.bytes}.substr(record_header_size));
@@ -583,8 +857,28 @@ struct stream_store::impl {
       data = static_cast<const char*>(mapped);
     }
     auto reading = read_stream_log(std::string_view{data, size});
+    // A torn tail's bytes are kept aside before anything is cut: if the
+    // judgement was wrong, an operator still has them.
+    bool kept = true;
+    std::string kept_error;
+    auto& torn = reading.stream;
+    if (reading.what == log_reading::kind::stream
+        && torn.torn_end > torn.valid_size) {
+      kept = keep_aside(path, dir_fd,
+                        std::string_view{data + torn.valid_size,
+                                         torn.torn_end - torn.valid_size},
+                        torn.valid_size);
+      if (!kept)
+        kept_error = std::strerror(errno);
+    }
     if (data != nullptr)
       ::munmap(const_cast<char*>(data), size);
+    if (!kept) {
+      refuse(reading.stream.header.name, path,
+             "cannot keep its torn tail aside before cutting it: "
+               + kept_error);
+      return;
+    }
     switch (reading.what) {
       case log_reading::kind::corrupt:
         refuse(reading.name.empty() ? path : reading.name, path, reading.why);
@@ -612,7 +906,10 @@ struct stream_store::impl {
     if (file->allocated < size) {
       log::warn("store", "cutting a torn tail",
                 {{"stream", e->header.name},
-                 {"bytes", std::to_string(size - scan.valid_size)}});
+                 {"bytes", std::to_string(size - scan.valid_size)},
+                 {"kept", scan.torn_end > scan.valid_size
+                            ? path + ".torn-" + std::to_string(scan.valid_size)
+                            : std::string{"(zeros only)"}}});
       file->allocated = scan.valid_size;
       if (::ftruncate(fd, static_cast<off_t>(scan.valid_size)) != 0
           || ::fdatasync(fd) != 0) {
@@ -622,8 +919,11 @@ struct stream_store::impl {
       }
     }
     e->file_size = scan.valid_size;
+    e->durable_size = scan.valid_size;
     e->durable_tail = e->tail;
     e->durable_closed = e->closed;
+    e->durable_producers = e->producers;
+    e->durable_stream_seq = e->stream_seq;
     // A restart counts as access: a sliding TTL never ends early.
     e->last_access_ms = wall_ms();
     if (!e->header.expires_at.empty()
@@ -658,6 +958,7 @@ stream_store::~stream_store() = default;
 caf::expected<std::unique_ptr<stream_store>> stream_store::open(config cfg) {
   auto state = std::make_unique<impl>();
   state->cfg = cfg;
+  state->io = cfg.io ? cfg.io : std::make_shared<store_io>();
   state->streams_dir = cfg.directory + "/streams";
   for (auto& dir : {cfg.directory, state->streams_dir})
     if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
@@ -744,6 +1045,7 @@ void stream_store::create(const std::string& name, create_request req,
   op.entry = e;
   op.bytes = std::string{log_magic} + encode_record(e->header);
   op.touches_directory = true;
+  op.creates = true;
   if (!req.messages.empty() || req.closed) {
     append_record record;
     record.messages = std::move(req.messages);
@@ -761,6 +1063,7 @@ void stream_store::create(const std::string& name, create_request req,
     e->closed = req.closed;
   }
   e->file_size = op.bytes.size();
+  op.end_pos = e->file_size;
   op.tail_after = e->tail;
   op.closes = e->closed;
   op.result = make_result(store_status::ok, *e);
@@ -845,15 +1148,7 @@ void stream_store::flush(const std::string& name, write_callback done) {
     done(status_only(store_status::not_found));
     return;
   }
-  pending_op op;
-  std::lock_guard<std::mutex> guard{e->mtx};
-  op.tail_after = e->tail;
-  op.result = make_result(e->broken ? store_status::unavailable
-                                    : store_status::ok,
-                          *e);
-  op.entry = e;
-  op.done = std::move(done);
-  impl_->enqueue(std::move(op));
+  impl_->submit_flush(e, std::move(done), false);
 }
 
 std::optional<stream_info> stream_store::head(const std::string& name) {
@@ -885,6 +1180,7 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
   {
     std::lock_guard<std::mutex> guard{e->mtx};
     if (e->broken) {
+      impl_->request_repair(e);
       result.status = store_status::unavailable;
       return result;
     }

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
 #include <caf/expected.hpp>
 
 #include "storage/stream_log.hpp"
@@ -85,6 +87,20 @@ struct read_result {
   std::string content_type;
 };
 
+/// The system calls the store's writers make, replaceable so that tests can
+/// inject disk faults (EIO, ENOSPC). Each returns what the call returns and
+/// sets errno as it does; the default calls the kernel.
+class store_io {
+public:
+  virtual ~store_io();
+  virtual ssize_t pwrite(int fd, const void* data, size_t size, off_t pos);
+  virtual int fdatasync(int fd);
+  virtual int syncfs(int fd);
+  /// fsync of the streams directory (`fd` is the directory).
+  virtual int fsync_directory(int fd);
+  virtual int ftruncate(int fd, off_t size);
+};
+
 /// Durable append-only streams on a local directory. Each stream is one log
 /// file; appends are written by one of two writer threads (each stream's
 /// operations always by the same one, in order) and acknowledged only after
@@ -92,12 +108,22 @@ struct read_result {
 /// arrive together share one sync. Producer state, Stream-Seq and the closed
 /// flag live in the same records as the data, so they survive exactly as the
 /// data does. Thread-safe.
+///
+/// A write or sync that fails cuts the log back to its last durable length
+/// (and syncs that) before anything else is answered: what the failed batch
+/// and the operations queued behind it submitted is answered `unavailable`
+/// and forgotten, so that a retry is neither served early nor taken for a
+/// duplicate. When the cut itself fails the stream is broken: it answers
+/// `unavailable`, and each request tries the cut again, until the disk
+/// works. A create or delete whose directory sync fails fails.
 class stream_store {
 public:
   struct config {
     std::string directory;
     /// Most bytes one read returns (whole messages; at least one).
     size_t max_read_bytes = 1 << 20;
+    /// The writers' system calls; null for the kernel's.
+    std::shared_ptr<store_io> io;
   };
 
   /// Opens (creating if needed) the store and recovers every stream: torn

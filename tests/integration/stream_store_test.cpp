@@ -25,6 +25,61 @@ using namespace ebridge;
 
 namespace {
 
+/// The kernel's calls, with faults armed by a test: each counter says how
+/// many of the next calls of that kind fail.
+struct faulty_io : store_io {
+  std::atomic<int> fdatasync_eio{0};
+  std::atomic<int> directory_eio{0};
+  std::atomic<int> truncate_eio{0};
+  /// The next pwrite writes half its bytes; the one after fails ENOSPC.
+  std::atomic<bool> enospc_mid_write{false};
+  std::atomic<bool> half_written{false};
+
+  static bool take(std::atomic<int>& counter) {
+    auto n = counter.load();
+    while (n > 0 && !counter.compare_exchange_weak(n, n - 1)) {
+      // retry
+    }
+    return n > 0;
+  }
+
+  ssize_t pwrite(int fd, const void* data, size_t size, off_t pos) override {
+    if (half_written.exchange(false)) {
+      errno = ENOSPC;
+      return -1;
+    }
+    if (size > 1 && enospc_mid_write.exchange(false)) {
+      half_written = true;
+      return store_io::pwrite(fd, data, size / 2, pos);
+    }
+    return store_io::pwrite(fd, data, size, pos);
+  }
+
+  int fdatasync(int fd) override {
+    if (take(fdatasync_eio)) {
+      errno = EIO;
+      return -1;
+    }
+    return store_io::fdatasync(fd);
+  }
+
+  int fsync_directory(int fd) override {
+    if (take(directory_eio)) {
+      errno = EIO;
+      return -1;
+    }
+    return store_io::fsync_directory(fd);
+  }
+
+  int ftruncate(int fd, off_t size) override {
+    if (take(truncate_eio)) {
+      errno = EIO;
+      return -1;
+    }
+    return store_io::ftruncate(fd, size);
+  }
+};
+
 /// A store on a fresh temporary directory, reopened on demand.
 struct fixture {
   fixture() {
@@ -46,6 +101,7 @@ struct fixture {
     stream_store::config cfg;
     cfg.directory = dir;
     cfg.max_read_bytes = 64;
+    cfg.io = io;
     store = EB_OK(stream_store::open(cfg));
   }
 
@@ -63,9 +119,10 @@ struct fixture {
 
   write_result append(const std::string& name, std::vector<std::string> msgs,
                       std::optional<producer_stamp> producer = std::nullopt,
-                      bool closes = false) {
+                      bool closes = false,
+                      std::string type = "application/json") {
     append_request req;
-    req.content_type = "application/json";
+    req.content_type = std::move(type);
     req.messages = std::move(msgs);
     req.producer = std::move(producer);
     req.closes = closes;
@@ -116,7 +173,25 @@ struct fixture {
     return last == std::string::npos ? 0 : last + 1;
   }
 
+  write_result remove(const std::string& name) {
+    std::promise<write_result> p;
+    store->remove(name, [&](write_result r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+  write_result flush(const std::string& name) {
+    std::promise<write_result> p;
+    store->flush(name, [&](write_result r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+  static std::string contents(const std::string& path) {
+    std::ifstream in{path, std::ios::binary};
+    return std::string{std::istreambuf_iterator<char>{in}, {}};
+  }
+
   std::string dir;
+  std::shared_ptr<faulty_io> io = std::make_shared<faulty_io>();
   std::unique_ptr<stream_store> store;
 };
 
@@ -191,6 +266,10 @@ CAF_TEST(a torn tail is cut and the stream goes on) {
   CAF_CHECK(store->refused().empty());
   CAF_CHECK_EQUAL(file_size(files[0]), end);
   CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2"}));
+  // The cut bytes were kept aside first, next to the log.
+  auto aside = files[0] + ".torn-" + std::to_string(end);
+  CAF_CHECK_EQUAL(contents(aside), std::string("\x20\x00\x00\x00\x01\x02", 6));
+  CAF_CHECK_EQUAL(log_files().size(), 2u);
   CAF_CHECK(append("/t", {"3"}).status == store_status::ok);
   reopen();
   CAF_CHECK_EQUAL(read_all("/t"), (std::vector<std::string>{"1", "2", "3"}));
@@ -519,6 +598,159 @@ CAF_TEST(delete removes the stream and its file) {
   CAF_CHECK(log_files().empty());
   CAF_CHECK(create("/d").status == store_status::ok);
   CAF_CHECK(read_all("/d").empty());
+}
+
+CAF_TEST(a flipped bit in an acknowledged record of zeros cuts nothing) {
+  // A record whose own data holds whole sectors of zeros, acknowledged, with
+  // acknowledged records after it: one flipped bit is corruption; the
+  // stream is refused and its log left as it is, none of it cut.
+  const std::string binary = "application/octet-stream";
+  CAF_REQUIRE(create("/z", binary).status == store_status::ok);
+  CAF_REQUIRE(
+    append("/z", {std::string(3000, '\0')}, std::nullopt, false, binary).status
+    == store_status::ok);
+  CAF_REQUIRE(append("/z", {"after"}, std::nullopt, false, binary).status
+              == store_status::ok);
+  CAF_REQUIRE(append("/z", {"more"}, std::nullopt, false, binary).status
+              == store_status::ok);
+  auto files = log_files();
+  CAF_REQUIRE_EQUAL(files.size(), 1u);
+  store.reset();
+  auto before = contents(files[0]);
+  auto zeros = before.find(std::string(1000, '\0'));
+  CAF_REQUIRE_NOT_EQUAL(zeros, std::string::npos);
+  {
+    std::fstream f{files[0], std::ios::in | std::ios::out | std::ios::binary};
+    f.seekp(static_cast<std::streamoff>(zeros + 600));
+    f.put('\x08');
+  }
+  auto damaged = contents(files[0]);
+  reopen();
+  CAF_REQUIRE_EQUAL(store->refused().size(), 1u);
+  CAF_CHECK(store->corruption("/z"));
+  CAF_CHECK(store->read("/z", 0).status != store_status::ok);
+  CAF_CHECK_EQUAL(contents(files[0]), damaged);
+  CAF_CHECK_EQUAL(log_files().size(), 1u);
+}
+
+CAF_TEST(a failed fdatasync keeps nothing of the append and a retry is new) {
+  CAF_REQUIRE(create("/f").status == store_status::ok);
+  CAF_REQUIRE(append("/f", {"1"}, producer_stamp{"p", 0, 0}).status
+              == store_status::ok);
+  auto files = log_files();
+  CAF_REQUIRE_EQUAL(files.size(), 1u);
+  auto durable = records_end(files[0]);
+  io->fdatasync_eio = 1;
+  auto failed = append("/f", {"2"}, producer_stamp{"p", 0, 1});
+  CAF_CHECK(failed.status == store_status::unavailable);
+  CAF_CHECK_NOT_EQUAL(failed.message.find("fdatasync"), std::string::npos);
+  // Cut back to the durable records before the answer: nothing of "2" is
+  // on disk or served.
+  CAF_CHECK_EQUAL(file_size(files[0]), durable);
+  CAF_CHECK_EQUAL(read_all("/f"), (std::vector<std::string>{"1"}));
+  auto head = store->head("/f");
+  CAF_REQUIRE(head);
+  CAF_CHECK_EQUAL(head->next_offset, 1u);
+  // The producer's retry is written, not taken for a duplicate.
+  auto retry = append("/f", {"2"}, producer_stamp{"p", 0, 1});
+  CAF_CHECK(retry.status == store_status::ok);
+  CAF_CHECK_EQUAL(read_all("/f"), (std::vector<std::string>{"1", "2"}));
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(read_all("/f"), (std::vector<std::string>{"1", "2"}));
+  CAF_CHECK(append("/f", {"2"}, producer_stamp{"p", 0, 1}).status
+            == store_status::duplicate);
+}
+
+CAF_TEST(operations queued behind a failed write are answered not written) {
+  CAF_REQUIRE(create("/q").status == store_status::ok);
+  CAF_REQUIRE(append("/q", {"1"}).status == store_status::ok);
+  io->fdatasync_eio = 1;
+  // Many appends in flight at once: those in the failed batch and those
+  // queued behind it are all refused, none is served, the stream goes on.
+  std::vector<std::future<write_result>> answers;
+  std::vector<std::shared_ptr<std::promise<write_result>>> promises;
+  for (int i = 0; i < 50; ++i) {
+    auto p = std::make_shared<std::promise<write_result>>();
+    answers.push_back(p->get_future());
+    append_request req;
+    req.content_type = "application/json";
+    req.messages = {std::to_string(i + 2)};
+    store->append("/q", std::move(req),
+                  [p](write_result r) { p->set_value(std::move(r)); });
+  }
+  size_t ok = 0;
+  for (auto& a : answers)
+    ok += a.get().status == store_status::ok ? 1 : 0;
+  CAF_CHECK_LESS(ok, 50u);
+  auto served = read_all("/q");
+  CAF_CHECK_EQUAL(served.size(), 1 + ok);
+  CAF_CHECK_EQUAL(served.front(), "1");
+  CAF_CHECK(append("/q", {"last"}).status == store_status::ok);
+  served.push_back("last");
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(read_all("/q"), served);
+}
+
+CAF_TEST(a disk full in the middle of a record leaves no partial record) {
+  CAF_REQUIRE(create("/n").status == store_status::ok);
+  CAF_REQUIRE(append("/n", {"1"}).status == store_status::ok);
+  auto files = log_files();
+  auto durable = records_end(files[0]);
+  io->enospc_mid_write = true;
+  auto big = "\"" + std::string(5000, 'x') + "\"";
+  auto r = append("/n", {big});
+  CAF_CHECK(r.status == store_status::unavailable);
+  CAF_CHECK_NOT_EQUAL(r.message.find("No space"), std::string::npos);
+  CAF_CHECK_EQUAL(file_size(files[0]), durable);
+  CAF_CHECK_EQUAL(read_all("/n"), (std::vector<std::string>{"1"}));
+  CAF_CHECK(append("/n", {"3"}).status == store_status::ok);
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(read_all("/n"), (std::vector<std::string>{"1", "3"}));
+}
+
+CAF_TEST(a failed directory fsync fails the create) {
+  io->directory_eio = 1;
+  auto r = create("/d", "application/json", {"1"});
+  CAF_CHECK(r.status == store_status::unavailable);
+  CAF_CHECK(!store->head("/d"));
+  CAF_CHECK(log_files().empty());
+  reopen();
+  CAF_CHECK(!store->head("/d"));
+  CAF_CHECK(create("/d").status == store_status::ok);
+  CAF_CHECK(read_all("/d").empty());
+}
+
+CAF_TEST(a failed directory fsync fails the delete) {
+  CAF_REQUIRE(create("/d").status == store_status::ok);
+  io->directory_eio = 1;
+  auto r = remove("/d");
+  CAF_CHECK(r.status == store_status::unavailable);
+  CAF_CHECK_NOT_EQUAL(r.message.find("directory sync failed"),
+                      std::string::npos);
+  CAF_CHECK(!store->head("/d"));
+}
+
+CAF_TEST(a broken stream recovers once its disk works again) {
+  CAF_REQUIRE(create("/b").status == store_status::ok);
+  CAF_REQUIRE(append("/b", {"1"}).status == store_status::ok);
+  // The sync fails, and so does the cut back: broken.
+  io->fdatasync_eio = 1000;
+  CAF_CHECK(append("/b", {"2"}).status == store_status::unavailable);
+  CAF_CHECK(store->read("/b", 0).status == store_status::unavailable);
+  // While the disk fails, each request tries again and is refused.
+  CAF_CHECK(append("/b", {"2"}).status == store_status::unavailable);
+  CAF_CHECK(flush("/b").status == store_status::unavailable);
+  // The disk works again: the next request tries it first and goes on.
+  io->fdatasync_eio = 0;
+  CAF_CHECK(append("/b", {"3"}).status == store_status::ok);
+  CAF_CHECK(flush("/b").status == store_status::ok);
+  CAF_CHECK_EQUAL(read_all("/b"), (std::vector<std::string>{"1", "3"}));
+  reopen();
+  CAF_CHECK(store->refused().empty());
+  CAF_CHECK_EQUAL(read_all("/b"), (std::vector<std::string>{"1", "3"}));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

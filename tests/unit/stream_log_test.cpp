@@ -105,13 +105,7 @@ CAF_TEST(garbage after the last record is a torn tail) {
   CAF_CHECK_EQUAL(scan.corruption, "");
   CAF_CHECK_EQUAL(scan.valid_size, size);
   CAF_CHECK_EQUAL(scan.padding, 0u);
-  // A torn record inside padding: zeros before and after it.
-  bytes.resize(size);
-  bytes += std::string(10, '\0') + "\x05garbage" + std::string(200, '\0');
-  scan = scan_log(bytes);
-  CAF_CHECK_EQUAL(scan.corruption, "");
-  CAF_CHECK_EQUAL(scan.valid_size, size);
-  CAF_CHECK_EQUAL(scan.padding, 0u);
+  CAF_CHECK_EQUAL(scan.torn_end, bytes.size());
   // A record cut short and the zeros after it.
   auto whole = sample_log();
   auto last = scan_log(whole).records.back().position;
@@ -121,6 +115,21 @@ CAF_TEST(garbage after the last record is a torn tail) {
   CAF_CHECK_EQUAL(scan.valid_size, last);
   CAF_CHECK_EQUAL(scan.records.size(), 2u);
   CAF_CHECK_EQUAL(scan.padding, 0u);
+  // The torn bytes up to the last that is not zero, to keep aside: the
+  // record's header (its payload starts with a zero stamp).
+  CAF_CHECK_EQUAL(scan.torn_end, last + record_header_size);
+}
+
+CAF_TEST(bytes no crash explains after the last record are corruption) {
+  // Zeros, then garbage inside the sector the zeros start: a write that did
+  // not arrive leaves its sector as it was, it does not garble it.
+  auto bytes = sample_log();
+  auto size = bytes.size();
+  bytes += std::string(10, '\0') + "\x05garbage" + std::string(200, '\0');
+  auto scan = scan_log(bytes);
+  CAF_CHECK_NOT_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, size);
+  CAF_CHECK_EQUAL(scan.torn_end, 0u);
 }
 
 CAF_TEST(a damaged record followed by intact ones is corruption) {
@@ -215,4 +224,157 @@ CAF_TEST(malformed payloads decode to errors and never crash) {
   for (size_t n = 0; n < payload.size(); ++n)
     CAF_CHECK(!decode_append(payload.substr(0, n)));
   CAF_CHECK(decode_append(payload));
+}
+
+namespace {
+
+/// A log as the store writes it: each append stamped with the length that
+/// was durable when it was written (here: every record before it).
+struct stamped_log {
+  std::string bytes;
+
+  stamped_log() {
+    stream_header header;
+    header.name = "/s";
+    header.content_type = "application/octet-stream";
+    bytes = std::string{log_magic} + encode_record(header);
+  }
+
+  /// Appends a record of `messages`; returns where it starts.
+  uint64_t add(std::vector<std::string> messages, bool stamp = true) {
+    append_record r;
+    r.messages = std::move(messages);
+    r.durable_before = stamp ? bytes.size() : 0;
+    auto at = bytes.size();
+    bytes += encode_record(r);
+    return at;
+  }
+};
+
+} // namespace
+
+CAF_TEST(a flipped bit in an acknowledged record of zeros is corruption) {
+  // The record's own data holds whole sectors of zeros; the records after
+  // it were written once it was durable, and say so.
+  stamped_log log;
+  auto zeros = log.add({std::string(3000, '\0')});
+  log.add({"after one"});
+  log.add({"after two"});
+  auto size = log.bytes.size();
+  log.bytes += std::string(8192, '\0'); // the zeros written ahead
+  auto bytes = log.bytes;
+  bytes[zeros + record_header_size + 1000] ^= 0x10;
+  auto scan = scan_log(bytes);
+  CAF_CHECK_NOT_EQUAL(scan.corruption, "");
+  CAF_CHECK_NOT_EQUAL(scan.corruption.find("durable"), std::string::npos);
+  CAF_CHECK_EQUAL(scan.torn_end, 0u);
+  // Intact, the same log reads whole.
+  auto whole = scan_log(log.bytes);
+  CAF_CHECK_EQUAL(whole.corruption, "");
+  CAF_CHECK_EQUAL(whole.valid_size, size);
+  CAF_CHECK_EQUAL(whole.records.size(), 4u);
+}
+
+CAF_TEST(a zero sector below the stamp of a later record is corruption) {
+  // Even zeros where a write would have put data: the write was durable
+  // before the record after it was written.
+  stamped_log log;
+  auto first = log.add({std::string(2000, 'a')});
+  log.add({"b"});
+  auto bytes = log.bytes;
+  auto s = (first / 512 + 1) * 512;
+  std::fill(bytes.begin() + static_cast<long>(s),
+            bytes.begin() + static_cast<long>(s + 512), '\0');
+  CAF_CHECK_NOT_EQUAL(scan_log(bytes).corruption, "");
+  // Without the stamp the same bytes are a write a crash cut.
+  stamped_log unstamped;
+  auto at = unstamped.add({std::string(2000, 'a')}, false);
+  unstamped.add({"b"}, false);
+  bytes = unstamped.bytes;
+  std::fill(bytes.begin() + static_cast<long>(s),
+            bytes.begin() + static_cast<long>(s + 512), '\0');
+  auto scan = scan_log(bytes);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, at);
+}
+
+CAF_TEST(a whole last record with a bad checksum is corruption) {
+  // Nothing follows it but the zeros written ahead; its bytes were all
+  // written (none reads as a sector that never arrived): not torn.
+  stamped_log log;
+  log.add({"first"});
+  auto last = log.add({std::string(1500, 'x')});
+  log.bytes += std::string(4096, '\0');
+  auto bytes = log.bytes;
+  bytes[last + record_header_size + 700] ^= 0x01;
+  auto scan = scan_log(bytes);
+  CAF_CHECK_NOT_EQUAL(scan.corruption, "");
+  CAF_CHECK_NOT_EQUAL(scan.corruption.find("bad checksum"), std::string::npos);
+  // A flipped bit in its header too.
+  bytes = log.bytes;
+  bytes[last + 2] ^= 0x04;
+  CAF_CHECK_NOT_EQUAL(scan_log(bytes).corruption, "");
+  // But a sector of it that never arrived is a torn write, kept aside.
+  bytes = log.bytes;
+  auto s = (last / 512 + 1) * 512;
+  std::fill(bytes.begin() + static_cast<long>(s),
+            bytes.begin() + static_cast<long>(s + 512), '\0');
+  scan = scan_log(bytes);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, last);
+  CAF_CHECK_EQUAL(scan.torn_end,
+                  last + record_header_size + 8 + 1 + 4 + 4 + 4 + 1500);
+}
+
+CAF_TEST(a stamp past its own record is no proof) {
+  // A record that claims more was durable than lies before it is not
+  // believed (it may be bytes a stream stored): the damage before it is
+  // judged by its bytes.
+  stamped_log log;
+  auto first = log.add({std::string(2000, 'a')});
+  append_record liar;
+  liar.messages = {"b"};
+  liar.durable_before = 1u << 30;
+  log.bytes += encode_record(liar);
+  auto bytes = log.bytes;
+  auto s = (first / 512 + 1) * 512;
+  std::fill(bytes.begin() + static_cast<long>(s),
+            bytes.begin() + static_cast<long>(s + 512), '\0');
+  auto scan = scan_log(bytes);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_CHECK_EQUAL(scan.valid_size, first);
+}
+
+CAF_TEST(records written before stamps existed still read) {
+  // An append record of the first format (kind 2, no stamp), as that code
+  // wrote it: messages [1] and "x", producer p epoch 1 seq 2, Stream-Seq s1.
+  const std::string old_record{
+    "\x2e\x00\x00\x00\xab\xd8\x0c\x52\x02\xf6\xd7\x84\x64\x02\x01\x00"
+    "\x00\x00\x70\x01\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00"
+    "\x00\x00\x00\x02\x00\x00\x00\x73\x31\x02\x00\x00\x00\x03\x00\x00"
+    "\x00\x5b\x31\x5d\x03\x00\x00\x00\x22\x78\x22",
+    59};
+  stamped_log log;
+  log.bytes += old_record;
+  auto scan = scan_log(log.bytes);
+  CAF_CHECK_EQUAL(scan.corruption, "");
+  CAF_REQUIRE_EQUAL(scan.records.size(), 2u);
+  CAF_CHECK(scan.records[1].kind == record_kind::unstamped_append);
+  auto view = decode_append(scan.records[1].payload, scan.records[1].kind);
+  CAF_REQUIRE(view);
+  CAF_REQUIRE_EQUAL(view->messages.size(), 2u);
+  CAF_CHECK_EQUAL(view->messages[0], "[1]");
+  CAF_CHECK_EQUAL(view->messages[1], "\"x\"");
+  CAF_REQUIRE(view->producer);
+  CAF_CHECK_EQUAL(view->producer->seq, 2u);
+  CAF_CHECK_EQUAL(view->stream_seq, "s1");
+  CAF_CHECK_EQUAL(view->durable_before, 0u);
+  // A new record reads back its stamp.
+  auto at = log.add({"y"});
+  scan = scan_log(log.bytes);
+  CAF_REQUIRE_EQUAL(scan.records.size(), 3u);
+  CAF_CHECK_EQUAL(scan.records[2].durable_before, at);
+  auto fresh = decode_append(scan.records[2].payload);
+  CAF_REQUIRE(fresh);
+  CAF_CHECK_EQUAL(fresh->durable_before, at);
 }
