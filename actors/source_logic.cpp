@@ -268,16 +268,25 @@ source_logic::route_txn(const replicated_txn& txn) {
     std::optional<member_row> row;
     if (change.new_row) {
       auto made = make_member_row(change.new_row->columns);
-      if (!made) {
-        log::error("source", "unreadable entity row; change left out",
-                   {{"error", error_message(made.error())}});
-        continue;
+      if (made) {
+        row = std::move(*made);
+      } else {
+        // A snapshot leaves such a row out (tags not an object, a required
+        // column null): it is in no view. Routed so, it leaves the views
+        // its old version was in, and a snapshot taken now agrees.
+        log::warn("source", "unreadable entity row; it is in no view",
+                  {{"error", error_message(made.error())}});
+        new_tags.reset();
       }
-      row = std::move(*made);
     }
-    auto old_key = change.old_row ? *change.old_row->columns.url
-                                  : *change.new_row->columns.url;
-    auto new_key = change.new_row ? *change.new_row->columns.url : old_key;
+    auto& old_url = change.old_row ? change.old_row->columns.url
+                                   : change.new_row->columns.url;
+    if (!old_url)
+      continue; // no key: in no view before, none after (unreadable)
+    auto old_key = *old_url;
+    auto new_key = change.new_row && change.new_row->columns.url
+                     ? *change.new_row->columns.url
+                     : old_key;
     auto& new_tenant = any.tenant_id;
     auto old_tenant = change.old_row ? change.old_row->tenant_id : new_tenant;
     std::vector<std::pair<tag_index::id, routed_op>> routed;
