@@ -219,7 +219,9 @@ using source_actor = caf::typed_actor<
   // transaction, and the feed's connects and disconnects.
   caf::reacts_to<replicated_txn>, caf::reacts_to<feed_event>,
   // Internal: the periodic idle and lag check.
-  caf::reacts_to<caf::tick_atom>>;
+  caf::reacts_to<caf::tick_atom>,
+  // Why the feed is stalled at a change it cannot apply (empty: it is not).
+  caf::replies_to<status_atom>::with<std::string>>;
 
 /// The SINK actor: appends to and reads bridge streams (the embedded store
 /// or, later, an external Durable Streams server).

@@ -19,10 +19,11 @@ constexpr auto readiness_reuse = std::chrono::seconds{1};
 
 gateway_actor::behavior_type
 gateway(gateway_actor::stateful_pointer<gateway_state> self,
-        registry_actor registry, manager_actor manager,
+        registry_actor registry, manager_actor manager, source_actor source,
         std::chrono::milliseconds timeout, watched_actors watched) {
   self->state.registry = std::move(registry);
   self->state.manager = std::move(manager);
+  self->state.source = std::move(source);
   self->state.timeout = timeout;
   auto names = std::make_shared<std::map<caf::actor_addr, std::string>>();
   for (auto& [name, actor] : watched) {
@@ -79,8 +80,22 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self,
       };
       self->request(st.registry, st.timeout, caf::ping_atom::value)
         .then(
-          [finish](caf::ok_atom) {
-            finish(readiness{true, {}});
+          [self, finish](caf::ok_atom) {
+            auto& st = self->state;
+            if (!st.source) {
+              finish(readiness{true, {}});
+              return;
+            }
+            self->request(st.source, st.timeout, status_atom::value)
+              .then(
+                [finish](std::string& stalled) {
+                  finish(stalled.empty() ? readiness{true, {}}
+                                         : readiness{false, stalled});
+                },
+                [finish](caf::error& err) {
+                  finish(readiness{false, "the source does not answer: "
+                                            + error_message(err)});
+                });
           },
           [finish](caf::error& err) {
             finish(readiness{false, "postgres: " + error_message(err)});

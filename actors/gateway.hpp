@@ -22,6 +22,8 @@ using watched_actors = std::vector<std::pair<std::string, caf::actor>>;
 struct gateway_state {
   registry_actor registry;
   manager_actor manager;
+  /// Asked whether the change feed is stalled (none: not asked).
+  source_actor source;
   std::chrono::milliseconds timeout = defaults::registry_timeout;
   /// Readiness callers waiting for the one database check in flight.
   std::vector<std::function<void(readiness)>> waiting;
@@ -37,11 +39,12 @@ struct gateway_state {
 };
 
 /// The gateway: answers the HTTP layer's requests by asking the actors
-/// concerned, each wait bounded by `timeout`. Readiness is also lost for
-/// good once a `watched` actor ends.
+/// concerned, each wait bounded by `timeout`. Ready: the registry answers
+/// Postgres' ping and the source's feed is not stalled. Readiness is also
+/// lost for good once a `watched` actor ends.
 gateway_actor::behavior_type
 gateway(gateway_actor::stateful_pointer<gateway_state> self,
-        registry_actor registry, manager_actor manager,
+        registry_actor registry, manager_actor manager, source_actor source,
         std::chrono::milliseconds timeout, watched_actors watched);
 
 } // namespace ebridge

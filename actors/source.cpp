@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "storage/database.hpp"
+#include "storage/migrations.hpp"
 #include "storage/registry_store.hpp"
 #include "storage/snapshot.hpp"
 
@@ -34,6 +35,12 @@ caf::behavior snapshotter(caf::event_based_actor*, std::string url) {
       else
         result.error = error_message(snap.error());
       return result;
+    },
+    // What makes entities unusable (empty: nothing); a database that does
+    // not answer is a problem too.
+    [db](status_atom) -> std::string {
+      auto err = check_entities_table(*db);
+      return err ? error_message(err) : std::string{};
     },
     [db](idle_advance& req) -> caf::result<idle_advance> {
       auto moved = advance_idle_cursors(*db, req.handle,
@@ -78,6 +85,12 @@ void on_tick(self_ptr self) {
     logic.idle_check();
   }
   send_advance(self);
+  // While the feed is stalled, ask about once a second whether the table
+  // was fixed.
+  if (!logic.stalled().empty() && ++st.stall_ticks >= 10) {
+    st.stall_ticks = 0;
+    logic.stall_tick();
+  }
   // The reader reports to Postgres at its status interval: computing more
   // often (a pass over every subscriber) would be wasted.
   auto confirm_every = std::max<int64_t>(1, st.cfg.replication.status_interval
@@ -136,6 +149,16 @@ void source_state::take_snapshot(uint64_t id, const std::string& tenant,
       [me, id](caf::error& err) {
         me->state.logic->snapshot_taken(id, std::move(err));
       });
+}
+
+void source_state::check_table() {
+  auto* me = static_cast<self_ptr>(self);
+  self->request(snapshotter, caf::infinite, status_atom::value)
+    .then([me](
+            std::string& problem) { me->state.logic->table_checked(problem); },
+          [me](caf::error& err) {
+            me->state.logic->table_checked("cannot check: " + describe(err));
+          });
 }
 
 void source_state::start_feed(const std::string&) {
@@ -202,6 +225,7 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
     [self](replicated_txn& txn) {
       self->state.logic->transaction(std::move(txn));
     },
+    [self](status_atom) { return self->state.logic->stalled(); },
     [self](caf::tick_atom) {
       on_tick(self);
       self->delayed_send(self, tick_interval, caf::tick_atom::value);

@@ -29,6 +29,7 @@ struct source_state : source_output {
   /// Ticks since the last idle check, and since the last confirm.
   int ticks = 0;
   int confirm_ticks = 0;
+  int stall_ticks = 0;
   source_actor::pointer self = nullptr;
 
   /// Forgets a bridge's subscription.
@@ -42,6 +43,7 @@ struct source_state : source_output {
   void take_snapshot(uint64_t id, const std::string& tenant,
                      const std::string& tags_json) override;
   void start_feed(const std::string& why) override;
+  void check_table() override;
 
   static inline const char* name = "source";
 };

@@ -20,7 +20,7 @@ source_logic::source_logic(source_config cfg, source_output& out)
 void source_logic::subscribe(uint64_t id, uint64_t subscription,
                              std::string tenant, std::string tags_json,
                              source_cursor from) {
-  if (!connected_) {
+  if (!connected_ || !stall_reason_.empty()) {
     // Started before the feed (a restart) or while it reconnects: it waits
     // for the feed rather than resync.
     waiting_.push_back({id, subscription, std::move(tenant),
@@ -138,6 +138,11 @@ void source_logic::connected(const feed_identity& identity,
   bool same = identity.handle() == identity_.handle();
   if (!same && !identity_.system_id.empty())
     refetch_all("the replication feed changed (" + identity.handle() + ")");
+  if (!same && !stall_reason_.empty()) {
+    // What stalled was the old feed's: every view resyncs on the new one.
+    stall_reason_.clear();
+    table_problem_.clear();
+  }
   if (!same) {
     identity_ = identity;
     position_ = start_lsn;
@@ -146,6 +151,8 @@ void source_logic::connected(const feed_identity& identity,
   }
   position_ = std::max(position_, start_lsn);
   connected_ = true;
+  if (!stall_reason_.empty())
+    return; // subscribes wait until the table is fixed
   auto waiting = std::move(waiting_);
   waiting_.clear();
   for (auto& w : waiting)
@@ -159,6 +166,10 @@ void source_logic::disconnected() {
 bool source_logic::progress(uint64_t lsn, bool urgent) {
   if (!connected_)
     return false;
+  if (!stall_reason_.empty()) {
+    stall_seen_ = std::max(stall_seen_, lsn);
+    return urgent;
+  }
   if (lsn > position_) {
     position_ = lsn;
     confirm_dirty_ = true;
@@ -176,8 +187,37 @@ bool source_logic::progress(uint64_t lsn, bool urgent) {
 }
 
 void source_logic::transaction(replicated_txn txn) {
+  if (!stall_reason_.empty()) {
+    stall_seen_ = std::max(stall_seen_, txn.end_lsn);
+    return;
+  }
   if (txn.end_lsn <= position_)
     return; // replayed after a reconnect: already routed
+  if (!txn.unusable.empty()) {
+    if (txn.end_lsn <= covered_until_ || subscribers_.empty()) {
+      // No view needs it: those after it resync from a snapshot that saw
+      // it, and a view resuming from before it cannot be replayed to.
+      log::warn("source",
+                "a change that cannot be applied, which no view "
+                "needs, is passed",
+                {{"why", txn.unusable}, {"lsn", format_lsn(txn.end_lsn)}});
+      position_ = txn.end_lsn;
+      recent_.clear();
+      recent_base_ = position_;
+      confirm_dirty_ = true;
+      return;
+    }
+    stall_reason_ = std::move(txn.unusable);
+    stall_seen_ = txn.end_lsn;
+    log::error("source",
+               "the change feed stalls: a change cannot be applied; nothing "
+               "past it is confirmed until entities is fixed",
+               {{"why", stall_reason_},
+                {"lsn", format_lsn(txn.end_lsn)},
+                {"views", std::to_string(subscribers_.size())}});
+    stall_tick();
+    return;
+  }
   position_ = txn.end_lsn;
   if (txn.truncated) {
     refetch_all("entities was truncated");
@@ -344,6 +384,56 @@ void source_logic::refetch_all(const std::string& why) {
   recent_.clear();
   recent_base_ = position_;
   advances_.clear(); // for subscribers that are gone
+}
+
+// -- changes that cannot be applied -------------------------------------------
+
+std::string source_logic::stalled() const {
+  if (stall_reason_.empty())
+    return {};
+  auto why = "the change feed is stalled at a change it cannot apply ("
+             + stall_reason_ + ")";
+  if (!table_problem_.empty())
+    why += "; entities: " + table_problem_;
+  return why;
+}
+
+void source_logic::stall_tick() {
+  if (stall_reason_.empty() || table_check_in_flight_)
+    return;
+  table_check_in_flight_ = true;
+  out_.check_table();
+}
+
+void source_logic::table_checked(const std::string& problem) {
+  table_check_in_flight_ = false;
+  if (stall_reason_.empty())
+    return;
+  if (!problem.empty()) {
+    if (problem != table_problem_)
+      log::warn("source", "entities is still not usable",
+                {{"problem", problem}});
+    table_problem_ = problem;
+    return;
+  }
+  log::info("source",
+            "entities is usable: every view resyncs and the feed "
+            "goes on",
+            {{"past", format_lsn(stall_seen_)}});
+  auto why = std::move(stall_reason_);
+  stall_reason_.clear();
+  table_problem_.clear();
+  covered_until_ = std::max(covered_until_, stall_seen_);
+  refetch_all("a change could not be applied (" + why + ")");
+  position_ = std::max(position_, stall_seen_);
+  recent_base_ = position_;
+  confirm_dirty_ = true;
+  if (!connected_)
+    return;
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& w : waiting)
+    start(w.id, w.subscription, w.tenant, w.tags, w.from);
 }
 
 // -- idle views and WAL release -----------------------------------------------

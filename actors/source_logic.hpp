@@ -67,6 +67,9 @@ public:
     = 0;
   /// Start the replication feed (called once).
   virtual void start_feed(const std::string& why) = 0;
+  /// Find out whether `entities` can be read now; the answer comes back
+  /// through `source_logic::table_checked`.
+  virtual void check_table() = 0;
 };
 
 /// The change source's rules, with no actor, clock or database in them:
@@ -119,6 +122,23 @@ public:
 
   /// The snapshot for subscriber `id`, or why there is none.
   void snapshot_taken(uint64_t id, caf::expected<view_snapshot> snap);
+
+  // -- changes that cannot be applied -----------------------------------------
+
+  /// Why the feed is stalled, or empty. A transaction with a change that
+  /// cannot be applied (`replicated_txn::unusable`) that a subscriber needs
+  /// stalls it: nothing after it is routed, nothing past it confirmed, new
+  /// subscribes wait, until `entities` is fixed.
+  std::string stalled() const;
+
+  /// While stalled, asks (`check_table`) whether `entities` is fixed, one
+  /// question at a time; the caller calls it periodically.
+  void stall_tick();
+
+  /// What still makes `entities` unusable, or empty: fixed. Then every view
+  /// resyncs from a snapshot (which sees the change that could not be
+  /// applied), and the feed goes on past it.
+  void table_checked(const std::string& problem);
 
   // -- idle views and WAL release ---------------------------------------------
 
@@ -233,6 +253,16 @@ private:
   feed_identity identity_;
   /// The end of the last transaction seen.
   uint64_t position_ = 0;
+  /// Set while stalled: why, and the furthest position the feed reported
+  /// meanwhile (ignored: the views resync past it).
+  std::string stall_reason_;
+  std::string table_problem_;
+  uint64_t stall_seen_ = 0;
+  bool table_check_in_flight_ = false;
+  /// Transactions that cannot be applied and end at or before this are
+  /// covered by the snapshots taken after the last stall (a reconnect may
+  /// deliver them again).
+  uint64_t covered_until_ = 0;
   std::deque<replicated_txn> recent_;
   /// Where `recent_` starts: a cursor at or after it can be served from it.
   uint64_t recent_base_ = 0;

@@ -155,6 +155,8 @@ int run_serve(const options& opts) {
   src_cfg.replication.postgres_url = opts.postgres_url;
   src_cfg.replication.slot = opts.source_slot;
   src_cfg.replication.publication = opts.source_publication;
+  // The position this node confirms on the slot is written there first.
+  src_cfg.replication.state_dir = opts.data_dir;
   src_cfg.idle_interval = opts.source_idle_interval;
   src_cfg.max_lag = opts.source_max_lag;
   src_cfg.idle_lag = opts.source_idle_lag;
@@ -176,7 +178,8 @@ int run_serve(const options& opts) {
                          {"manager",
                           caf::actor_cast<caf::actor>(manager_handle)}};
   auto gateway_handle = sys.spawn(gateway, registry_handle, manager_handle,
-                                  opts.registry_timeout, std::move(watched));
+                                  source_handle, opts.registry_timeout,
+                                  std::move(watched));
   // Every actor this node runs, stopped in this order at shutdown.
   auto stop_actors = [&] {
     caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);

@@ -1,5 +1,6 @@
 #include "storage/pgoutput.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <optional>
@@ -620,6 +621,43 @@ caf::expected<entity_tuple> make_entity_tuple(const relation_msg& relation,
     return fail("tenant_id is null");
   result.tenant_id = std::move(*tenant_id);
   return result;
+}
+
+std::string entities_relation_problem(const relation_msg& relation,
+                                      bool need_full_identity) {
+  // The built-in types' oids (pg_type.h): they never change.
+  auto type_oid = [](std::string_view sql_type) -> uint32_t {
+    if (sql_type == "text")
+      return 25;
+    if (sql_type == "jsonb")
+      return 3802;
+    if (sql_type == "integer")
+      return 23;
+    if (sql_type == "bigint")
+      return 20;
+    return 0;
+  };
+  std::string problems;
+  auto note = [&](const std::string& what) {
+    problems += (problems.empty() ? "" : "; ") + what;
+  };
+  if (need_full_identity && relation.replica_identity != 'f')
+    note("REPLICA IDENTITY is not FULL (updates and deletes come without "
+         "the old row; run: ALTER TABLE entities REPLICA IDENTITY FULL)");
+  for (auto& column : entity_column_table) {
+    auto i = std::find_if(relation.columns.begin(), relation.columns.end(),
+                          [&](const relation_column& c) {
+                            return c.name == column.name;
+                          });
+    std::string name{column.name};
+    if (i == relation.columns.end())
+      note("column " + name + " (" + std::string{column.sql_type}
+           + ") is missing");
+    else if (i->type_oid != type_oid(column.sql_type))
+      note("column " + name + " has type oid " + std::to_string(i->type_oid)
+           + ", expected " + std::string{column.sql_type});
+  }
+  return problems;
 }
 
 } // namespace ebridge

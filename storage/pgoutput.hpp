@@ -214,6 +214,13 @@ struct entity_tuple {
   entity_columns columns;
 };
 
+/// What makes a description of `entities` unusable, or an empty string: a
+/// column ebridge reads is missing or has another type, or (with
+/// `need_full_identity`) the replica identity is not FULL, so that updates
+/// and deletes come without the old row.
+std::string entities_relation_problem(const relation_msg& relation,
+                                      bool need_full_identity = true);
+
 /// Maps a tuple of the `entities` relation to its columns by column name, in
 /// whatever order the relation lists them; columns ebridge does not read are
 /// ignored. An unchanged-TOAST value takes its text from the same column of

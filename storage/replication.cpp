@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -50,13 +53,16 @@ void put_u64(std::string& out, uint64_t x) {
 struct slot_state {
   int64_t generation = 0;
   uint64_t confirmed = 0;
+  /// What this node's confirm record allows (0: no record kept).
+  uint64_t recorded = 0;
   uint32_t entities_oid = 0;
 };
 
 /// Creates the publication and the slot when missing (over an ordinary
 /// connection) and records the slot's generation: a slot created again
 /// gets the next one.
-caf::expected<slot_state> prepare(const replication_config& cfg) {
+caf::expected<slot_state> prepare(const replication_config& cfg,
+                                  confirm_record* record) {
   pg_connection db{cfg.postgres_url, "ebridge-replication-setup"};
   return db.run([&](pqxx::connection& conn) {
     slot_state st;
@@ -93,6 +99,28 @@ caf::expected<slot_state> prepare(const replication_config& cfg) {
       confirmed = slot[0][1].is_null() ? std::string{"0/0"}
                                        : slot[0][1].as<std::string>();
     }
+    auto lsn = parse_lsn(confirmed);
+    st.confirmed = lsn ? *lsn : 0;
+    if (!created && record != nullptr) {
+      // A slot confirmed past what this node ever confirmed on it is not
+      // the one it followed: dropped and created again (or advanced) by
+      // someone else, with changes in between that no slot kept.
+      auto known = tx.exec_params(
+        "SELECT generation FROM ebridge_slots WHERE slot_name = $1", cfg.slot);
+      auto mine = record->read();
+      if (!known.empty() && mine && mine->first == known[0][0].as<int64_t>()
+          && st.confirmed > mine->second) {
+        log::warn("replication",
+                  "the slot is confirmed past what this node confirmed: it "
+                  "was created again or moved outside ebridge; following "
+                  "it as a new feed (every view resyncs)",
+                  {{"slot", cfg.slot},
+                   {"slot_confirmed", confirmed},
+                   {"node_confirmed", format_lsn(mine->second)},
+                   {"record", record->path()}});
+        created = true;
+      }
+    }
     auto generation = tx.exec_params1(
       created ? "INSERT INTO ebridge_slots (slot_name, generation) "
                 "VALUES ($1, 1) ON CONFLICT (slot_name) DO UPDATE SET "
@@ -103,8 +131,17 @@ caf::expected<slot_state> prepare(const replication_config& cfg) {
                 "generation = ebridge_slots.generation RETURNING generation",
       cfg.slot);
     st.generation = generation[0].as<int64_t>();
-    auto lsn = parse_lsn(confirmed);
-    st.confirmed = lsn ? *lsn : 0;
+    if (record != nullptr) {
+      // Where this generation starts (or the record so far, if further).
+      auto mine = record->read();
+      auto from = mine && mine->first == st.generation
+                    ? std::max(mine->second, st.confirmed)
+                    : st.confirmed;
+      if (!record->write(st.generation, from))
+        throw std::runtime_error("cannot write the confirm record "
+                                 + record->path());
+      st.recorded = from;
+    }
     if (created)
       log::info("replication", "created slot",
                 {{"slot", cfg.slot},
@@ -119,9 +156,11 @@ public:
   session(const replication_config& cfg, const slot_state& slot,
           replication_reader::txn_handler& on_txn,
           replication_reader::event_handler& on_event,
-          std::atomic<uint64_t>& confirmed, std::atomic<bool>& stopping)
+          std::atomic<uint64_t>& confirmed, std::atomic<bool>& stopping,
+          confirm_record* record)
     : cfg_(cfg), slot_(slot), on_txn_(on_txn), on_event_(on_event),
-      confirmed_(confirmed), stopping_(stopping) {
+      confirmed_(confirmed), stopping_(stopping), record_(record),
+      recorded_(slot.recorded) {
     // nop
   }
 
@@ -222,6 +261,25 @@ private:
       return {};
     }
     if (auto* r = std::get_if<relation_msg>(&body)) {
+      if (r->oid == slot_.entities_oid) {
+        // Inserts need only the columns; updates and deletes also need the
+        // old row, which each change shows (or not) by itself.
+        auto problem = entities_relation_problem(*r, false);
+        if (problem != relation_problem_) {
+          if (problem.empty())
+            log::info("replication", "entities is readable again");
+          else
+            log::error("replication",
+                       "entities changed so that its changes "
+                       "cannot be applied",
+                       {{"problem", problem}});
+        }
+        if (r->replica_identity != 'f')
+          log::error("replication",
+                     "entities is not REPLICA IDENTITY FULL: its updates and "
+                     "deletes cannot be applied");
+        relation_problem_ = std::move(problem);
+      }
       relations_.put(*r);
     } else if (auto* b = std::get_if<begin_msg>(&body)) {
       txn_ = replicated_txn{};
@@ -230,8 +288,11 @@ private:
     } else if (auto* c = std::get_if<commit_msg>(&body)) {
       txn_.commit_lsn = c->commit_lsn;
       txn_.end_lsn = c->end_lsn;
-      if (!txn_.changes.empty() || txn_.truncated)
+      if (!txn_.changes.empty() || txn_.truncated || !txn_.unusable.empty()) {
+        if (!txn_.unusable.empty())
+          txn_.changes.clear();
         on_txn_(std::move(txn_));
+      }
       txn_ = replicated_txn{};
       in_txn_ = false;
       progress_ = std::max(progress_, c->end_lsn);
@@ -255,12 +316,22 @@ private:
 
   void add(uint32_t oid, change_op op, const tuple_data* old_tuple,
            const tuple_data* new_tuple) {
-    if (oid != slot_.entities_oid)
+    if (oid != slot_.entities_oid || !txn_.unusable.empty())
       return;
+    // A change that cannot be applied is not skipped: it marks its
+    // transaction, which the source must not confirm past.
+    auto unusable = [&](std::string why) {
+      log::error("replication", "a change of entities cannot be applied",
+                 {{"xid", std::to_string(txn_.xid)}, {"why", why}});
+      txn_.unusable = std::move(why);
+    };
     auto* rel = relations_.find(oid);
     if (rel == nullptr) {
-      log::error("replication", "change of an undescribed relation",
-                 {{"oid", std::to_string(oid)}});
+      unusable("a change of entities before its relation was described");
+      return;
+    }
+    if (!relation_problem_.empty()) {
+      unusable("entities: " + relation_problem_);
       return;
     }
     entity_row_change change;
@@ -268,8 +339,7 @@ private:
     if (old_tuple != nullptr) {
       auto row = make_entity_tuple(*rel, *old_tuple);
       if (!row) {
-        log::error("replication", "unreadable old row; change skipped",
-                   {{"error", error_message(row.error())}});
+        unusable("unreadable old row: " + error_message(row.error()));
         return;
       }
       change.old_row = std::move(*row);
@@ -277,16 +347,14 @@ private:
     if (new_tuple != nullptr) {
       auto row = make_entity_tuple(*rel, *new_tuple, old_tuple);
       if (!row) {
-        log::error("replication", "unreadable row; change skipped",
-                   {{"error", error_message(row.error())}});
+        unusable("unreadable row: " + error_message(row.error()));
         return;
       }
       change.new_row = std::move(*row);
     }
     if (op != change_op::insert && !change.old_row) {
-      log::error("replication",
-                 "update or delete without the old row: is entities "
-                 "REPLICA IDENTITY FULL?");
+      unusable("an update or delete without the old row (is entities "
+               "REPLICA IDENTITY FULL?)");
       return;
     }
     txn_.changes.push_back(std::move(change));
@@ -296,6 +364,14 @@ private:
   /// downstream made durable.
   bool send_status() {
     auto lsn = confirmed_.load();
+    // Recorded first: a slot found confirmed past the record at the next
+    // start is not this one (see prepare). Without a record kept, as is.
+    if (record_ != nullptr && lsn > recorded_) {
+      if (record_->write(slot_.generation, lsn))
+        recorded_ = lsn;
+      else
+        lsn = recorded_;
+    }
     std::string msg = "r";
     put_u64(msg, lsn);
     put_u64(msg, lsn);
@@ -315,8 +391,12 @@ private:
   bool in_txn_ = false;
   uint64_t progress_ = 0;
   std::atomic<bool>& stopping_;
+  confirm_record* record_;
+  uint64_t recorded_;
   conn_ptr conn_;
   relation_cache relations_;
+  /// What makes the last description of entities unusable (empty: none).
+  std::string relation_problem_;
   replicated_txn txn_;
   bool streamed_ = false;
 };
@@ -325,6 +405,77 @@ private:
 
 std::string feed_identity::handle() const {
   return system_id + "/" + slot + "/" + std::to_string(generation);
+}
+
+confirm_record::confirm_record(const std::string& dir, const std::string& slot)
+  : path_(dir + "/slot-" + slot + ".confirmed") {
+  // nop
+}
+
+confirm_record::~confirm_record() {
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+std::optional<std::pair<int64_t, uint64_t>> confirm_record::read() const {
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return std::nullopt;
+  char buf[65] = {};
+  auto n = ::pread(fd, buf, 64, 0);
+  ::close(fd);
+  if (n <= 0)
+    return std::nullopt;
+  // "ebridge-slot <generation> <lsn>", padded with spaces.
+  char lsn[32] = {};
+  long long generation = 0;
+  if (std::sscanf(buf, "ebridge-slot %lld %31s", &generation, lsn) != 2
+      || generation <= 0)
+    return std::nullopt;
+  auto parsed = parse_lsn(lsn);
+  if (!parsed)
+    return std::nullopt;
+  return std::make_pair(static_cast<int64_t>(generation), *parsed);
+}
+
+bool confirm_record::write(int64_t generation, uint64_t lsn) {
+  if (fd_ < 0) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+    if (fd_ < 0) {
+      log::error("replication", "cannot open the confirm record",
+                 {{"file", path_}, {"error", std::strerror(errno)}});
+      return false;
+    }
+    // Its directory entry must last too (it may be new).
+    auto dir = path_.substr(0, path_.rfind('/'));
+    int dfd = ::open(dir.empty() ? "/" : dir.c_str(),
+                     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool synced = dfd >= 0 && ::fsync(dfd) == 0;
+    if (dfd >= 0)
+      ::close(dfd);
+    if (!synced) {
+      log::error("replication", "cannot sync the confirm record's directory",
+                 {{"file", path_}, {"error", std::strerror(errno)}});
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+  }
+  std::string line = "ebridge-slot " + std::to_string(generation) + " "
+                     + format_lsn(lsn);
+  line.resize(63, ' ');
+  line += '\n';
+  if (::pwrite(fd_, line.data(), line.size(), 0)
+        != static_cast<ssize_t>(line.size())
+      || ::fdatasync(fd_) != 0) {
+    log::error("replication", "cannot write the confirm record",
+               {{"file", path_}, {"error", std::strerror(errno)}});
+    // After a failed sync the page may read as written: start over.
+    ::close(fd_);
+    fd_ = -1;
+    return false;
+  }
+  return true;
 }
 
 replication_reader::replication_reader(replication_config cfg,
@@ -346,6 +497,8 @@ caf::error replication_reader::start() {
   if (!is_feed_name(cfg_.publication))
     return make_error(ec::invalid_config, "source.publication must be 1-63 "
                                           "characters of a-z, 0-9, _");
+  if (!cfg_.state_dir.empty())
+    record_ = std::make_unique<confirm_record>(cfg_.state_dir, cfg_.slot);
   thread_ = std::thread{[this] { run(); }};
   return caf::none;
 }
@@ -368,11 +521,12 @@ void replication_reader::run() {
   auto delay = cfg_.backoff_initial;
   while (!stopping_) {
     std::string why;
-    auto slot = prepare(cfg_);
+    auto slot = prepare(cfg_, record_.get());
     if (!slot) {
       why = "cannot prepare the slot: " + error_message(slot.error());
     } else {
-      session s{cfg_, *slot, on_txn_, on_event_, confirmed_, stopping_};
+      session s{cfg_,       *slot,     on_txn_,      on_event_,
+                confirmed_, stopping_, record_.get()};
       why = s.run();
       // A session that streamed resets the backoff.
       if (s.streamed())

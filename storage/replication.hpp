@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -37,6 +38,11 @@ struct replicated_txn {
   std::vector<entity_row_change> changes;
   /// `entities` was truncated in this transaction.
   bool truncated = false;
+  /// Why a change of `entities` in it cannot be applied (no old row for an
+  /// update or delete, a relation ebridge cannot read); empty when all can.
+  /// Such a transaction carries no changes: whoever needs it must not be
+  /// confirmed past it, only resynced once the table is fixed.
+  std::string unusable;
 };
 
 /// Who the change feed is: a new identity means earlier positions are void
@@ -59,6 +65,12 @@ struct replication_config {
   std::chrono::milliseconds status_interval{1000};
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{10000};
+  /// A directory of this node's own (its data-dir). Before each confirm the
+  /// position is written there (`slot-<slot>.confirmed`); a slot found
+  /// confirmed past it at the next start was dropped and created again (or
+  /// moved) outside ebridge, and is followed as a new feed. Empty: nothing
+  /// is written and such a slot goes unnoticed.
+  std::string state_dir;
 };
 
 /// What the reader reports besides transactions.
@@ -75,6 +87,34 @@ struct feed_event {
   /// For progress: the server asked for a reply (it is shutting down, or
   /// heard nothing for a long time): what it waits for is wanted now.
   bool urgent = false;
+};
+
+/// The position a node confirmed on a slot, in a file of its own, written
+/// and synced before each confirm (one 64-byte record at offset 0: a sector
+/// is written whole).
+class confirm_record {
+public:
+  confirm_record(const std::string& dir, const std::string& slot);
+  ~confirm_record();
+
+  confirm_record(const confirm_record&) = delete;
+  confirm_record& operator=(const confirm_record&) = delete;
+
+  /// The slot generation and position last written; nullopt when there is
+  /// no record (or it cannot be read).
+  std::optional<std::pair<int64_t, uint64_t>> read() const;
+
+  /// Writes and syncs the record; false (with the reason logged) when it
+  /// could not.
+  bool write(int64_t generation, uint64_t lsn);
+
+  const std::string& path() const noexcept {
+    return path_;
+  }
+
+private:
+  std::string path_;
+  int fd_ = -1;
 };
 
 /// Follows `entities` through Postgres logical replication (raw libpq,
@@ -113,7 +153,9 @@ private:
   event_handler on_event_;
   std::atomic<uint64_t> confirmed_{0};
   std::atomic<bool> stopping_{false};
+  std::unique_ptr<confirm_record> record_;
   std::thread thread_;
 };
+
 
 } // namespace ebridge

@@ -66,6 +66,8 @@ struct source_record {
   int unsubscribes = 0;
   /// What the manager said it resumes with a cursor.
   std::vector<uint64_t> resuming;
+  /// What it answers a status question: why its feed is stalled.
+  std::string stalled;
 
   void check(const std::string& op) const {
     check_expected("the fake source", expected, op);
@@ -99,6 +101,10 @@ fake_source(std::shared_ptr<source_record> rec) {
     },
     [](feed_event&) { unexpected_message("the fake source", "feed_event"); },
     [](caf::tick_atom) { unexpected_message("the fake source", "tick_atom"); },
+    [rec](status_atom) {
+      rec->check("status");
+      return rec->stalled;
+    },
   };
 }
 

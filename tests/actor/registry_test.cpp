@@ -9,6 +9,7 @@
 #include "actors/gateway.hpp"
 #include "actors/registry.hpp"
 #include "core/error.hpp"
+#include "tests/actor/fakes.hpp"
 
 using namespace ebridge;
 
@@ -546,7 +547,7 @@ CAF_TEST(registry replaces a worker that dies) {
 }
 
 CAF_TEST(gateway reports ready when the registry answers) {
-  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{}, source_actor{},
                       std::chrono::milliseconds{100}, watched_actors{});
   std::optional<readiness> seen;
   caf::anon_send(gw, ready_atom::value,
@@ -561,9 +562,8 @@ CAF_TEST(gateway reports not ready once an actor it watches ended) {
   // A stand-in with one argument: CAF 0.17.6 dereferences a null argument
   // tuple when it starts a function actor spawned without arguments, which
   // UBSan reports (scripts/test --sanitize).
-  auto source = sys.spawn(
-    [](int) -> caf::behavior { return {[](int) {}}; }, 0);
-  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+  auto source = sys.spawn([](int) -> caf::behavior { return {[](int) {}}; }, 0);
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{}, source_actor{},
                       std::chrono::milliseconds{100},
                       watched_actors{{"source", source}});
   sched.run();
@@ -585,8 +585,26 @@ CAF_TEST(gateway reports not ready once an actor it watches ended) {
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
 }
 
+CAF_TEST(gateway reports not ready while the change feed is stalled) {
+  auto rec = std::make_shared<test::source_record>();
+  rec->expected = {"status"};
+  rec->stalled = "the change feed is stalled at a change it cannot apply";
+  auto src = sys.spawn(test::fake_source, rec);
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{}, src,
+                      std::chrono::milliseconds{100}, watched_actors{});
+  std::optional<readiness> seen;
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness r) { seen = r; }});
+  sched.run();
+  CAF_REQUIRE(seen);
+  CAF_CHECK(!seen->ready);
+  CAF_CHECK_EQUAL(seen->reason, rec->stalled);
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(src, caf::exit_reason::user_shutdown);
+}
+
 CAF_TEST(gateway reports the database error when the registry fails) {
-  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{}, source_actor{},
                       std::chrono::milliseconds{100}, watched_actors{});
   for (auto& b : backends)
     b->failures.push_back(make_error(ec::database_unavailable, "refused"));
@@ -603,7 +621,7 @@ CAF_TEST(gateway reports the database error when the registry fails) {
 CAF_TEST(gateway reports a timeout when the registry does not answer) {
   // A registry that never answers: a plain actor that swallows the request.
   auto silent = sys.spawn(silent_registry, false);
-  auto gw = sys.spawn(gateway, silent, manager_actor{},
+  auto gw = sys.spawn(gateway, silent, manager_actor{}, source_actor{},
                       std::chrono::milliseconds{100}, watched_actors{});
   std::optional<readiness> seen;
   caf::anon_send(gw, ready_atom::value,
@@ -620,7 +638,7 @@ CAF_TEST(gateway reports a timeout when the registry does not answer) {
 }
 
 CAF_TEST(gateway answers many readiness probes with one database check) {
-  auto gw = sys.spawn(gateway, registry_handle, manager_actor{},
+  auto gw = sys.spawn(gateway, registry_handle, manager_actor{}, source_actor{},
                       std::chrono::milliseconds{100}, watched_actors{});
   int answered = 0;
   for (int i = 0; i < 5; ++i)

@@ -215,6 +215,39 @@ else
     '^data:\[\{"n":5\}\]$' bash -c "(sleep 1; curl -s -o /dev/null -m 5 -X POST \
       -H 'Content-Type: application/json' -d '[{\"n\":5}]' '$gone') &
       curl -sN -m 5 '$gone?offset=now&live=sse' | grep -m1 '^data:\\['"
+  # A change the feed cannot apply (an update without its old row after
+  # REPLICA IDENTITY DEFAULT) stalls it: /readyz says why until the table is
+  # fixed, then the view resyncs and shows the row gone.
+  sql() { psql -X -q -v ON_ERROR_STOP=1 "$TEST_DATABASE_URL" -c "$1" >/dev/null; }
+  until_true() { for _ in $(seq 1 150); do eval "$1" && return 0; sleep 0.1; done; return 1; }
+  view="$base/_entities/$ref?offset=-1"
+  sql "INSERT INTO entities (url, type, tags, created_at, updated_at)
+       VALUES ('/cli/1', 'agent', '{\"team\":\"infra\"}', 1, 1)"
+  if until_true "curl -s '$view' | grep -q '/cli/1'"; then
+    pass "a row inserted reaches its view"
+  else
+    fail "a row inserted reaches its view: $(curl -s "$view")"
+  fi
+  sql "ALTER TABLE entities REPLICA IDENTITY DEFAULT"
+  sql "UPDATE entities SET tags = '{\"team\":\"ops\"}' WHERE url = '/cli/1'"
+  if until_true "curl -s '$base/readyz' | grep -q 'without the old row'"; then
+    pass "readyz names a change the feed cannot apply"
+  else
+    fail "readyz names a change the feed cannot apply: $(curl -s "$base/readyz")"
+  fi
+  expect "readyz is 503 while the feed is stalled" 0 '^503$' \
+    curl -s -o /dev/null -w '%{http_code}' "$base/readyz"
+  sql "ALTER TABLE entities REPLICA IDENTITY FULL"
+  if until_true "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$base/readyz')\" = 200 ]"; then
+    pass "readyz is 200 again once the table is fixed"
+  else
+    fail "readyz is 200 again once the table is fixed: $(curl -s "$base/readyz")"
+  fi
+  if until_true "curl -s '$view' | grep -q '\"operation\":\"delete\"'"; then
+    pass "after the fix the view resyncs and the row leaves it"
+  else
+    fail "after the fix the view resyncs and the row leaves it: $(curl -s "$view")"
+  fi
   kill -TERM "$server_pid"
   code=""
   for _ in $(seq 1 100); do

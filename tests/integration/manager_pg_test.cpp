@@ -67,6 +67,7 @@ source_behavior(std::shared_ptr<scripted_source> s) {
     [](replicated_txn&) {},
     [](feed_event&) {},
     [](caf::tick_atom) {},
+    [](status_atom) { return std::string{}; },
   };
 }
 

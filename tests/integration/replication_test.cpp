@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -55,6 +56,8 @@ struct fixture {
     cfg.status_interval = 200ms;
     cfg.backoff_initial = 50ms;
     cfg.backoff_max = 200ms;
+    char tmpl[] = "/tmp/ebridge-replication-test.XXXXXX";
+    cfg.state_dir = ::mkdtemp(tmpl);
   }
 
   ~fixture() {
@@ -66,6 +69,9 @@ struct fixture {
     } catch (...) {
       // The scratch database goes away anyway.
     }
+    std::string cmd = "rm -rf '" + cfg.state_dir + "'";
+    if (std::system(cmd.c_str()) != 0)
+      CAF_MESSAGE("could not remove " << cfg.state_dir);
   }
 
   void start() {
@@ -226,6 +232,35 @@ CAF_TEST(a dropped slot is created again with a new handle) {
         return true;
     return false;
   }));
+}
+
+CAF_TEST(a slot dropped and created again by someone else is a new feed) {
+  start();
+  insert("/a", "{}");
+  CAF_REQUIRE(rec.wait([&] { return rec.txns.size() >= 1; }));
+  std::string first;
+  {
+    std::lock_guard<std::mutex> guard{rec.mtx};
+    first = rec.events.front().identity.handle();
+    reader->confirm(rec.txns.back().end_lsn);
+  }
+  std::this_thread::sleep_for(500ms); // a status update goes out
+  reader.reset();
+  // While ebridge is away: the slot is dropped, changes happen that no
+  // slot keeps, and a slot of the same name is created again.
+  db.exec("SELECT pg_drop_replication_slot('" + cfg.slot + "')");
+  insert("/lost", "{}");
+  db.exec("SELECT pg_create_logical_replication_slot('" + cfg.slot
+          + "', 'pgoutput')");
+  {
+    std::lock_guard<std::mutex> guard{rec.mtx};
+    rec.txns.clear();
+    rec.events.clear();
+  }
+  start();
+  std::lock_guard<std::mutex> guard{rec.mtx};
+  CAF_CHECK_NOT_EQUAL(rec.events.front().identity.handle(), first);
+  CAF_CHECK_EQUAL(rec.events.front().identity.generation, 2);
 }
 
 CAF_TEST(a new reader resumes after the confirmed position) {

@@ -188,6 +188,16 @@ struct fixture {
     return *parse_lsn(r[0][0].as<std::string>());
   }
 
+  /// Why the source's feed is stalled (empty: it is not).
+  std::string stalled() {
+    caf::scoped_actor self{sys};
+    std::string result = "no answer";
+    self->request(source, 5s, status_atom::value)
+      .receive([&](std::string& why) { result = std::move(why); },
+               [&](caf::error& err) { result = "error: " + describe(err); });
+    return result;
+  }
+
   uint64_t slot_confirmed() {
     auto r = db.exec("SELECT confirmed_flush_lsn::text FROM "
                      "pg_replication_slots WHERE slot_name = '"
@@ -545,6 +555,105 @@ CAF_TEST(a view that lags more than the limit must resync) {
   std::lock_guard<std::mutex> guard{log->mtx};
   CAF_CHECK_EQUAL(log->batches.size(), seen);
   CAF_CHECK_EQUAL(log->refetches.size(), 1u);
+}
+
+CAF_TEST(an update without its old row stalls the feed until the table is fixed) {
+  insert("/a1", R"({"team":"a"})");
+  start();
+  auto v = durable_view(R"({"team":"a"})");
+  CAF_REQUIRE(eventually(
+    [&] { return slot_confirmed() >= *parse_lsn_offset(v.at.offset); }));
+  CAF_CHECK_EQUAL(stalled(), "");
+  // Postgres now logs updates without the old row: the retag out of the
+  // view cannot be told from one that was never in it.
+  db.exec("ALTER TABLE entities REPLICA IDENTITY DEFAULT");
+  auto before = wal_lsn();
+  db.exec("UPDATE entities SET tags = '{\"team\":\"b\"}' WHERE url = '/a1'");
+  auto after = wal_lsn();
+  CAF_REQUIRE(eventually([&] { return !stalled().empty(); }));
+  CAF_CHECK_NOT_EQUAL(stalled().find("without the old row"), std::string::npos);
+  // What comes after it waits; nothing past it is confirmed.
+  insert("/a2", R"({"team":"a"})");
+  std::this_thread::sleep_for(1500ms);
+  CAF_CHECK_LESS(slot_confirmed(), after);
+  {
+    std::lock_guard<std::mutex> guard{v.log->mtx};
+    CAF_CHECK_EQUAL(v.log->batches.size(), 1u); // the snapshot only
+    CAF_CHECK(v.log->refetches.empty());
+  }
+  // The reason names what is wrong with the table now.
+  CAF_CHECK(eventually([&] {
+    return stalled().find("REPLICA IDENTITY is not FULL") != std::string::npos;
+  }));
+  // Fixed: the view resyncs; a new snapshot has the row out and /a2 in.
+  db.exec("ALTER TABLE entities REPLICA IDENTITY FULL");
+  CAF_REQUIRE(v.log->wait([&] { return !v.log->refetches.empty(); }));
+  CAF_CHECK(eventually([&] { return stalled().empty(); }));
+  auto again = subscribe(R"({"team":"a"})");
+  CAF_REQUIRE(
+    again.second->wait([&] { return !again.second->up_to_dates.empty(); }));
+  {
+    std::lock_guard<std::mutex> guard{again.second->mtx};
+    CAF_REQUIRE_EQUAL(again.second->batches.size(), 1u);
+    auto& rows = again.second->batches[0].changes;
+    CAF_REQUIRE_EQUAL(rows.size(), 1u);
+    CAF_CHECK_EQUAL(rows[0].key, "/a2");
+  }
+  // And the feed goes on: later changes reach it, the slot moves on.
+  insert("/a3", R"({"team":"a"})");
+  CAF_CHECK(
+    again.second->wait([&] { return again.second->batches.size() >= 2; }));
+  CAF_CHECK(eventually([&] { return slot_confirmed() > before; }));
+}
+
+CAF_TEST(a column dropped and added back stalls the feed until it is back) {
+  start();
+  auto v = durable_view(R"({"team":"a"})");
+  db.exec("ALTER TABLE entities DROP COLUMN parent");
+  auto before = wal_lsn();
+  insert("/a1", R"({"team":"a"})");
+  CAF_REQUIRE(eventually([&] { return !stalled().empty(); }));
+  CAF_CHECK_NOT_EQUAL(stalled().find("parent"), std::string::npos);
+  std::this_thread::sleep_for(1s);
+  CAF_CHECK_LESS_OR_EQUAL(slot_confirmed(), before);
+  db.exec("ALTER TABLE entities ADD COLUMN parent text");
+  CAF_REQUIRE(v.log->wait([&] { return !v.log->refetches.empty(); }));
+  CAF_CHECK(eventually([&] { return stalled().empty(); }));
+  auto again = subscribe(R"({"team":"a"})");
+  CAF_REQUIRE(
+    again.second->wait([&] { return !again.second->up_to_dates.empty(); }));
+  std::lock_guard<std::mutex> guard{again.second->mtx};
+  CAF_REQUIRE_EQUAL(again.second->batches.size(), 1u);
+  CAF_REQUIRE_EQUAL(again.second->batches[0].changes.size(), 1u);
+  CAF_CHECK_EQUAL(again.second->batches[0].changes[0].key, "/a1");
+}
+
+CAF_TEST(an update of status only keeps a TOASTed tag value) {
+  start();
+  auto v = durable_view(R"({"team":"a"})");
+  // Over 8 KB that does not compress: stored out of line (TOAST), and an
+  // update that leaves it alone sends it as 'unchanged'.
+  db.exec("INSERT INTO entities (url, type, tags, created_at, updated_at) "
+          "SELECT '/big', 'agent', jsonb_build_object('team', 'a', 'blob', "
+          "string_agg(md5(i::text || random()::text), '')), 1, 1 "
+          "FROM generate_series(1, 400) i");
+  CAF_REQUIRE(v.log->wait([&] { return v.log->batches.size() >= 2; }));
+  db.exec("UPDATE entities SET status = 'running' WHERE url = '/big'");
+  CAF_REQUIRE(v.log->wait([&] { return v.log->batches.size() >= 3; }));
+  auto stored = db.exec(
+                    "SELECT tags::text FROM entities WHERE url = '/big'")[0][0]
+                  .as<std::string>();
+  CAF_CHECK_GREATER(stored.size(), 12000u);
+  std::lock_guard<std::mutex> guard{v.log->mtx};
+  auto& inserted = v.log->batches[1].changes;
+  auto& updated = v.log->batches[2].changes;
+  CAF_REQUIRE_EQUAL(inserted.size(), 1u);
+  CAF_REQUIRE_EQUAL(updated.size(), 1u);
+  CAF_REQUIRE(inserted[0].row);
+  CAF_REQUIRE(updated[0].row);
+  CAF_CHECK_EQUAL(updated[0].row->status, "running");
+  CAF_CHECK_EQUAL(updated[0].row->tags, inserted[0].row->tags);
+  CAF_CHECK_GREATER(updated[0].row->tags.size(), 12000u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

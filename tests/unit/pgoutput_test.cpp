@@ -1133,3 +1133,31 @@ CAF_TEST(single byte mutations of valid messages decode to a value or bad_row) {
   CAF_MESSAGE(values << " of 100000 mutations decoded");
   CAF_CHECK_EQUAL(failures, 0u);
 }
+
+CAF_TEST(the real entities relation is usable and a changed one is not) {
+  // Captured from Postgres 15 with ebridge's migrations applied.
+  const auto& rel = real_entities_relation();
+  CAF_CHECK_EQUAL(entities_relation_problem(rel), "");
+  // REPLICA IDENTITY DEFAULT: inserts still work, updates and deletes not.
+  auto identity = rel;
+  identity.replica_identity = 'd';
+  CAF_CHECK_NOT_EQUAL(entities_relation_problem(identity).find(
+                        "REPLICA IDENTITY is not FULL"),
+                      std::string::npos);
+  CAF_CHECK_EQUAL(entities_relation_problem(identity, false), "");
+  // A column dropped, another of another type.
+  auto changed = rel;
+  changed.columns.erase(
+    std::remove_if(changed.columns.begin(), changed.columns.end(),
+                   [](const relation_column& c) { return c.name == "parent"; }),
+    changed.columns.end());
+  for (auto& c : changed.columns)
+    if (c.name == "tags")
+      c.type_oid = 25; // text
+  auto problem = entities_relation_problem(changed, false);
+  CAF_CHECK_NOT_EQUAL(problem.find("column parent (text) is missing"),
+                      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(problem.find("column tags has type oid 25, expected "
+                                   "jsonb"),
+                      std::string::npos);
+}

@@ -20,7 +20,15 @@ constexpr const char* infra = R"({"team":"infra"})";
 
 /// What the logic decided, in order.
 struct sent {
-  enum class kind { batch, up_to_date, refetch, failed, snapshot, start };
+  enum class kind {
+    batch,
+    up_to_date,
+    refetch,
+    failed,
+    snapshot,
+    start,
+    check
+  };
   kind what;
   uint64_t id = 0;
   change_batch batch;
@@ -49,6 +57,9 @@ struct recorder : source_output {
   }
   void start_feed(const std::string& why) override {
     log.push_back({sent::kind::start, 0, {}, {}, why});
+  }
+  void check_table() override {
+    log.push_back({sent::kind::check, 0, {}, {}, {}});
   }
 
   /// Takes what was sent so far.
@@ -183,6 +194,71 @@ CAF_TEST(a row whose new version is unreadable leaves the view) {
   CAF_CHECK(changes[1].op == change_op::remove);
   CAF_CHECK_EQUAL(changes[1].key, "/b");
   CAF_CHECK(got[0].batch.at == at(200, 1));
+}
+
+CAF_TEST(a change that cannot be applied stalls the feed until the table is fixed) {
+  live(1);
+  logic->transaction(txn(5, 200, {insert(tuple("/a", "idle"))}));
+  logic->acknowledged(1, 10, at(200));
+  out.take();
+  auto bad = txn(6, 300, {});
+  bad.unusable = "an update or delete without the old row";
+  logic->transaction(bad);
+  // Nothing routed; the table is checked; the feed is stalled, saying why.
+  auto got = out.take();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK(got[0].what == sent::kind::check);
+  CAF_CHECK_NOT_EQUAL(logic->stalled().find("without the old row"),
+                      std::string::npos);
+  // What comes after is held back, and nothing past the bad change is
+  // confirmed, whatever the feed reports.
+  logic->transaction(txn(7, 400, {insert(tuple("/b", "idle"))}));
+  logic->progress(500, false);
+  CAF_CHECK(out.take().empty());
+  CAF_CHECK_LESS(logic->confirmable(), 300u);
+  // A new subscribe waits; one question about the table at a time.
+  logic->subscribe(2, 20, "default", infra, source_cursor{});
+  logic->stall_tick();
+  CAF_CHECK(out.take().empty());
+  // Not fixed yet: the reason says what is wrong; the next tick asks again.
+  logic->table_checked("REPLICA IDENTITY is not FULL");
+  CAF_CHECK_NOT_EQUAL(logic->stalled().find("REPLICA IDENTITY"),
+                      std::string::npos);
+  CAF_CHECK_LESS(logic->confirmable(), 300u);
+  logic->stall_tick();
+  got = out.take();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK(got[0].what == sent::kind::check);
+  // Fixed: the view that might have missed the change resyncs, the waiting
+  // subscribe bootstraps, and the feed goes on past what it held back.
+  logic->table_checked("");
+  CAF_CHECK_EQUAL(logic->stalled(), "");
+  got = out.take();
+  CAF_REQUIRE_EQUAL(got.size(), 2u);
+  CAF_CHECK(got[0].what == sent::kind::refetch);
+  CAF_CHECK_EQUAL(got[0].id, 1u);
+  CAF_CHECK(got[1].what == sent::kind::snapshot);
+  CAF_CHECK_EQUAL(got[1].id, 2u);
+  CAF_CHECK_GREATER_OR_EQUAL(logic->confirmable(), 500u);
+  // After a reconnect the bad change comes again: passed, not stalled on.
+  logic->disconnected();
+  logic->connected(feed(), 200);
+  logic->transaction(bad);
+  CAF_CHECK_EQUAL(logic->stalled(), "");
+}
+
+CAF_TEST(a change that cannot be applied and no view needs is passed) {
+  logic->connected(feed(), 100);
+  auto bad = txn(6, 300, {});
+  bad.unusable = "unreadable row";
+  logic->transaction(bad);
+  CAF_CHECK_EQUAL(logic->stalled(), "");
+  CAF_CHECK_EQUAL(logic->confirmable(), 300u);
+  // A view resuming from before it cannot be replayed to: it resyncs.
+  logic->subscribe(1, 10, "default", infra, at(200));
+  auto got = out.take();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK(got[0].what == sent::kind::refetch);
 }
 
 CAF_TEST(a transaction replayed after a reconnect is not routed twice) {
