@@ -4,6 +4,23 @@
 
 namespace ebridge {
 
+void index_messages(std::vector<log_chunk>& index, uint64_t payload_pos,
+                    std::string_view payload,
+                    const std::vector<std::string_view>& messages,
+                    uint64_t& tail) {
+  auto end = payload_pos + payload.size();
+  uint64_t since = index_stride;
+  for (auto& msg : messages) {
+    if (since >= index_stride) {
+      auto at = static_cast<uint64_t>(msg.data() - payload.data());
+      index.push_back(log_chunk{tail, payload_pos + at - 4, end});
+      since = 0;
+    }
+    tail += msg.size();
+    since += msg.size() + 4;
+  }
+}
+
 log_reading read_stream_log(std::string_view bytes) {
   log_reading result;
   auto corrupt = [&](std::string name, std::string why) {
@@ -41,13 +58,8 @@ log_reading read_stream_log(std::string_view bytes) {
       return corrupt(s.header.name, "record at byte "
                                       + std::to_string(rec.position) + ": "
                                       + error_message(view.error()));
-    for (auto& msg : view->messages) {
-      auto pos = rec.payload_position
-                 + static_cast<uint64_t>(msg.data() - rec.payload.data());
-      s.chunks.push_back(
-        log_chunk{s.tail, pos, static_cast<uint32_t>(msg.size())});
-      s.tail += msg.size();
-    }
+    index_messages(s.chunks, rec.payload_position, rec.payload, view->messages,
+                   s.tail);
     if (view->producer)
       s.producers[view->producer->id] = producer_position{view->producer->epoch,
                                                           view->producer->seq};

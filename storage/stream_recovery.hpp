@@ -11,17 +11,34 @@
 
 namespace ebridge {
 
-/// Where one message of a stream lies: its offset in the stream and its
-/// bytes in the log file.
+/// An entry of a stream's read index: where a message lies, given as the
+/// stream offset of that message and the file position of its u32 length
+/// prefix; the messages after it follow contiguously up to `end`, where its
+/// append record's messages end. A record's first message has an entry, and
+/// then every `index_stride` bytes of messages in it: the index costs an
+/// entry per record, not per message.
 struct log_chunk {
   uint64_t offset;
   uint64_t file_pos;
-  uint32_t len;
+  uint64_t end;
 };
+
+/// Bytes of messages (and their length prefixes) between index entries
+/// inside one record.
+inline constexpr uint64_t index_stride = 16 << 10;
+
+/// Adds the index entries of one append record: its `messages` view
+/// `payload`, which starts at file position `payload_pos`. Advances `tail`
+/// (the stream offset) past them.
+void index_messages(std::vector<log_chunk>& index, uint64_t payload_pos,
+                    std::string_view payload,
+                    const std::vector<std::string_view>& messages,
+                    uint64_t& tail);
 
 /// A stream as its log file holds it.
 struct recovered_stream {
   stream_header header;
+  /// The read index (see log_chunk).
   std::vector<log_chunk> chunks;
   /// The stream's next offset.
   uint64_t tail = 0;

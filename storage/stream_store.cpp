@@ -782,16 +782,11 @@ struct stream_store::impl {
     op.file_pos = e.file_size;
     e.file_size += op.bytes.size();
     op.end_pos = e.file_size;
-    // Message bytes sit inside the record: locate them for the index.
-    auto view = decode_append(
-      std::string_view{op.bytes}.substr(record_header_size));
-    auto base = reinterpret_cast<uintptr_t>(op.bytes.data());
-    for (auto& msg : view->messages) {
-      auto pos = op.file_pos + (reinterpret_cast<uintptr_t>(msg.data()) - base);
-      op.chunks.push_back(
-        chunk{e.tail, pos, static_cast<uint32_t>(msg.size())});
-      e.tail += msg.size();
-    }
+    // Message bytes sit inside the record: index them.
+    auto payload = std::string_view{op.bytes}.substr(record_header_size);
+    auto view = decode_append(payload);
+    index_messages(op.chunks, op.file_pos + record_header_size, payload,
+                   view->messages, e.tail);
     if (req.closes)
       e.closed = true;
     if (!req.stream_seq.empty())
@@ -1051,14 +1046,10 @@ void stream_store::create(const std::string& name, create_request req,
     record.messages = std::move(req.messages);
     record.closes = req.closed;
     auto rec = encode_record(record);
-    auto view = decode_append(std::string_view{rec}.substr(record_header_size));
-    auto record_pos = op.bytes.size();
-    for (auto& msg : view->messages) {
-      auto pos = record_pos + static_cast<uint64_t>(msg.data() - rec.data());
-      op.chunks.push_back(
-        chunk{e->tail, pos, static_cast<uint32_t>(msg.size())});
-      e->tail += msg.size();
-    }
+    auto payload = std::string_view{rec}.substr(record_header_size);
+    auto view = decode_append(payload);
+    index_messages(op.chunks, op.bytes.size() + record_header_size, payload,
+                   view->messages, e->tail);
     op.bytes += rec;
     e->closed = req.closed;
   }
@@ -1175,8 +1166,14 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
     result.status = store_status::not_found;
     return result;
   }
-  std::vector<chunk> picked;
+  // The index entries the read may need, copied under the lock: from the
+  // last at or before `offset` to the last that starts within reach.
+  std::vector<chunk> entries;
   std::shared_ptr<log_file> file;
+  uint64_t durable_tail = 0;
+  bool durable_closed = false;
+  bool json = false;
+  auto max_bytes = impl_->cfg.max_read_bytes;
   {
     std::lock_guard<std::mutex> guard{e->mtx};
     if (e->broken) {
@@ -1187,55 +1184,92 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
     e->last_access_ms = wall_ms();
     result.content_type = e->header.content_type;
     file = e->file;
-    offset = std::min(offset, e->durable_tail);
-    auto& chunks = e->chunks;
-    // The first chunk that holds bytes at or after `offset`; JSON messages
-    // are never split, so a JSON read starts at a message boundary.
-    auto it = std::partition_point(chunks.begin(), chunks.end(),
-                                   [&](const chunk& c) {
-                                     return e->json
-                                              ? c.offset < offset
-                                              : c.offset + c.len <= offset;
-                                   });
-    size_t bytes = 0;
-    for (; it != chunks.end(); ++it) {
-      if (!picked.empty() && bytes + it->len > impl_->cfg.max_read_bytes)
-        break;
-      picked.push_back(*it);
-      bytes += it->len;
-    }
-    if (picked.empty()) {
-      result.start_offset = offset;
-      result.next_offset = offset;
-    } else {
-      if (!e->json && picked.front().offset < offset) {
-        // Start inside a byte chunk.
-        auto skip = offset - picked.front().offset;
-        picked.front().offset = offset;
-        picked.front().file_pos += skip;
-        picked.front().len -= static_cast<uint32_t>(skip);
-      }
-      result.start_offset = picked.front().offset;
-      result.next_offset = picked.back().offset + picked.back().len;
-    }
-    result.up_to_date = result.next_offset >= e->durable_tail;
-    result.closed = result.up_to_date && e->durable_closed;
+    json = e->json;
+    durable_tail = e->durable_tail;
+    durable_closed = e->durable_closed;
+    offset = std::min(offset, durable_tail);
+    auto& index = e->chunks;
+    auto after = std::partition_point(index.begin(), index.end(),
+                                      [&](const chunk& c) {
+                                        return c.offset <= offset;
+                                      });
+    auto first = after == index.begin() ? after : std::prev(after);
+    auto last = std::partition_point(first, index.end(), [&](const chunk& c) {
+      return c.offset <= offset + max_bytes;
+    });
+    entries.assign(first, last);
   }
-  if (picked.empty())
+  result.start_offset = offset;
+  result.next_offset = offset;
+  // Messages follow their entry as `u32 length | bytes`, up to the next
+  // entry of the same record or the record's end. JSON messages are never
+  // split (a read starts at the first message at or after `offset`); bytes
+  // may start inside one.
+  if (entries.empty()) {
+    result.up_to_date = result.next_offset >= durable_tail;
+    result.closed = result.up_to_date && durable_closed;
     return result;
-  // One pread for the whole span; the records' framing between messages is
-  // small next to the messages.
-  auto first = picked.front().file_pos;
-  auto last = picked.back().file_pos + picked.back().len;
-  std::string span(last - first, '\0');
-  if (!read_all(file->fd, span.data(), span.size(), first)) {
+  }
+  auto region_end = [&](size_t k) {
+    return k + 1 < entries.size() && entries[k + 1].end == entries[k].end
+             ? entries[k + 1].file_pos
+             : entries[k].end;
+  };
+  // One pread for the whole span: the records' other fields between the
+  // regions are small next to the messages.
+  auto span_pos = entries.front().file_pos;
+  std::string span(region_end(entries.size() - 1) - span_pos, '\0');
+  if (!read_all(file->fd, span.data(), span.size(), span_pos)) {
     result = read_result{};
     result.status = store_status::unavailable;
     return result;
   }
-  result.chunks.reserve(picked.size());
-  for (auto& c : picked)
-    result.chunks.emplace_back(span, c.file_pos - first, c.len);
+  size_t bytes = 0;
+  bool full = false;
+  for (size_t k = 0; k < entries.size() && !full; ++k) {
+    auto& c = entries[k];
+    auto region = std::string_view{span}.substr(c.file_pos - span_pos,
+                                                region_end(k) - c.file_pos);
+    auto at = c.offset;
+    size_t pos = 0;
+    while (pos + 4 <= region.size() && at < durable_tail) {
+      uint32_t len = 0;
+      for (int b = 0; b < 4; ++b)
+        len |= static_cast<uint32_t>(static_cast<uint8_t>(region[pos + b]))
+               << (8 * b);
+      if (region.size() - pos - 4 < len) {
+        // The index and the file disagree: never serve a guess.
+        log::error("store", "a read found a message past its record",
+                   {{"stream", name},
+                    {"file_pos", std::to_string(c.file_pos)}});
+        result = read_result{};
+        result.status = store_status::unavailable;
+        return result;
+      }
+      auto msg = region.substr(pos + 4, len);
+      pos += 4 + len;
+      auto msg_at = at;
+      at += len;
+      if (json ? msg_at < offset : at <= offset)
+        continue;
+      if (!result.chunks.empty() && bytes + len > max_bytes) {
+        full = true;
+        break;
+      }
+      if (msg_at < offset) {
+        // Start inside a byte message.
+        msg.remove_prefix(offset - msg_at);
+        msg_at = offset;
+      }
+      if (result.chunks.empty())
+        result.start_offset = msg_at;
+      result.chunks.emplace_back(msg);
+      bytes += msg.size();
+      result.next_offset = msg_at + msg.size();
+    }
+  }
+  result.up_to_date = result.next_offset >= durable_tail;
+  result.closed = result.up_to_date && durable_closed;
   return result;
 }
 
@@ -1273,6 +1307,19 @@ void stream_store::cancel_wait(const std::string& name, uint64_t token) {
 std::vector<std::pair<std::string, std::string>> stream_store::refused() const {
   std::lock_guard<std::mutex> guard{impl_->map_mtx};
   return impl_->refused;
+}
+
+size_t stream_store::index_size(const std::string& name) const {
+  entry_ptr e;
+  {
+    std::lock_guard<std::mutex> guard{impl_->map_mtx};
+    auto i = impl_->streams.find(name);
+    if (i == impl_->streams.end())
+      return 0;
+    e = i->second;
+  }
+  std::lock_guard<std::mutex> guard{e->mtx};
+  return e->chunks.size();
 }
 
 size_t stream_store::size() const {

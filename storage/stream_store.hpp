@@ -171,6 +171,10 @@ public:
   /// Number of streams.
   size_t size() const;
 
+  /// Entries in a stream's read index (0 if there is no such stream): what
+  /// it costs in memory for as long as it lives.
+  size_t index_size(const std::string& name) const;
+
   struct impl;
 
 private:

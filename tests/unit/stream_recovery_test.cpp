@@ -37,15 +37,46 @@ CAF_TEST(a log reads back its messages producers Stream-Seq and close) {
   CAF_REQUIRE(r.what == log_reading::kind::stream);
   auto& s = r.stream;
   CAF_CHECK_EQUAL(s.header.name, "/s");
-  CAF_REQUIRE_EQUAL(s.chunks.size(), 3u);
+  // An index entry per record: at its first message's length prefix.
+  CAF_REQUIRE_EQUAL(s.chunks.size(), 2u);
   CAF_CHECK_EQUAL(s.tail, 6u);
-  CAF_CHECK_EQUAL(s.chunks[2].offset, 3u);
-  CAF_CHECK_EQUAL(bytes.substr(s.chunks[2].file_pos, s.chunks[2].len), "333");
+  CAF_CHECK_EQUAL(s.chunks[0].offset, 0u);
+  CAF_CHECK_EQUAL(bytes.substr(s.chunks[0].file_pos, 6),
+                  std::string("\x01\x00\x00\x00"
+                              "1"
+                              "\x02",
+                              6));
+  CAF_CHECK_EQUAL(s.chunks[1].offset, 3u);
+  CAF_CHECK_EQUAL(bytes.substr(s.chunks[1].file_pos, 7),
+                  std::string("\x03\x00\x00\x00"
+                              "333",
+                              7));
+  CAF_CHECK_EQUAL(s.chunks[1].end, bytes.size());
   CAF_CHECK_EQUAL(s.producers.at("p").epoch, 2u);
   CAF_CHECK_EQUAL(s.producers.at("p").seq, 1u);
   CAF_CHECK_EQUAL(s.stream_seq, "0002");
   CAF_CHECK(s.closed);
   CAF_CHECK_EQUAL(s.valid_size, bytes.size());
+}
+
+CAF_TEST(a big record gets an index entry per stride of its messages) {
+  std::vector<std::string> many(10000, "abcdefghi"); // 13 bytes each framed
+  auto bytes = std::string{log_magic} + header_record("/s") + append(many);
+  auto r = read_stream_log(bytes);
+  CAF_REQUIRE(r.what == log_reading::kind::stream);
+  auto& index = r.stream.chunks;
+  // 130,000 framed bytes, an entry per 16 KiB of them: 8 entries.
+  CAF_CHECK_EQUAL(index.size(), (10000 * 13 + index_stride - 1) / index_stride);
+  for (size_t i = 0; i < index.size(); ++i) {
+    // Each entry is at a message of the record, at its offset.
+    CAF_CHECK_EQUAL(index[i].offset % 9, 0u);
+    CAF_CHECK_EQUAL(bytes.substr(index[i].file_pos, 13),
+                    std::string("\x09\x00\x00\x00"
+                                "abcdefghi",
+                                13));
+    CAF_CHECK_EQUAL(index[i].end, bytes.size());
+  }
+  CAF_CHECK_EQUAL(r.stream.tail, 90000u);
 }
 
 CAF_TEST(a torn last record is left out and zeros after it are padding) {
