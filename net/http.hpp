@@ -49,6 +49,18 @@ public:
     write(std::move(chunk));
   }
 
+  /// Bytes queued and not yet taken by the socket (0 once it closed).
+  virtual size_t queued() const {
+    return 0;
+  }
+
+  /// Calls `fn` (on an io thread) once everything queued so far went to
+  /// the socket: a writer that waits for it keeps at most what it wrote
+  /// since in memory. Never called when the connection ends first.
+  virtual void when_drained(std::function<void()> fn) {
+    fn();
+  }
+
   /// Ends the response and the connection.
   virtual void finish() = 0;
 

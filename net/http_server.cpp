@@ -219,8 +219,10 @@ public:
   // -- streaming (called on the session's strand) -----------------------------
 
   void stream_write(std::string chunk) {
-    if (closed_ || chunk.empty()) // an empty HTTP chunk would end the body
+    if (closed_ || chunk.empty()) { // an empty HTTP chunk would end the body
+      queued_ -= chunk.size();
       return;
+    }
     chunks_.push_back(std::move(chunk));
     if (!writing_)
       write_next_chunk();
@@ -233,6 +235,20 @@ public:
     if (!writing_)
       write_next_chunk();
   }
+
+  void stream_when_drained(std::function<void()> fn) {
+    if (closed_)
+      return;
+    if (chunks_.empty() && !writing_) {
+      asio::post(stream_.get_executor(), std::move(fn));
+      return;
+    }
+    drained_.push_back(std::move(fn));
+  }
+
+  /// Counted when queued (on the caller's thread), uncounted when the
+  /// socket took it.
+  std::atomic<size_t> queued_{0};
 
   void stream_on_close(std::function<void()> fn) {
     if (closed_) {
@@ -342,6 +358,11 @@ private:
     if (closed_)
       return;
     if (chunks_.empty()) {
+      if (!drained_.empty() && !finishing_) {
+        for (auto& fn : drained_)
+          asio::post(stream_.get_executor(), std::move(fn));
+        drained_.clear();
+      }
       if (finishing_) {
         writing_ = true;
         stream_.expires_after(limits_.write_timeout);
@@ -369,6 +390,7 @@ private:
       frame->append(c);
     frame->append("\r\n");
     chunks_.clear();
+    auto taken = size;
     beast::error_code err;
     auto sent = stream_.socket().write_some(asio::buffer(*frame), err);
     if (err && err != asio::error::would_block
@@ -377,7 +399,8 @@ private:
       return;
     }
     if (!err && sent == frame->size()) {
-      write_next_chunk(); // nothing queued now: only a pending finish
+      queued_ -= taken;
+      write_next_chunk(); // nothing queued now: a finish or drain waiters
       return;
     }
     if (err)
@@ -385,9 +408,10 @@ private:
     writing_ = true;
     stream_.expires_after(limits_.write_timeout);
     asio::async_write(stream_, asio::buffer(*frame) + sent,
-                      [self = shared_from_this(), frame](beast::error_code e,
-                                                         size_t) {
+                      [self = shared_from_this(), frame,
+                       taken](beast::error_code e, size_t) {
                         self->writing_ = false;
+                        self->queued_ -= taken;
                         if (e) {
                           self->close_now();
                           return;
@@ -412,7 +436,10 @@ private:
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
+    for (auto& c : chunks_)
+      queued_ -= c.size();
     chunks_.clear();
+    drained_.clear();
     // Later, not here: a write that finds the connection gone may run
     // inside its caller's locks (write_here), and these call back into it.
     for (auto& fn : on_close_)
@@ -428,6 +455,7 @@ private:
   std::shared_ptr<session_registry> registry_;
   // Streaming state.
   std::deque<std::string> chunks_;
+  std::vector<std::function<void()>> drained_;
   bool writing_ = false;
   bool finishing_ = false;
   bool closed_ = false;
@@ -442,6 +470,7 @@ public:
   }
 
   void write(std::string chunk) override {
+    session_->queued_ += chunk.size();
     asio::post(session_->executor(),
                [s = session_, chunk = std::move(chunk)]() mutable {
                  s->stream_write(std::move(chunk));
@@ -449,11 +478,23 @@ public:
   }
 
   void write_here(std::string chunk) override {
+    session_->queued_ += chunk.size();
     // Runs inline when called on an io thread and the strand is idle.
     asio::dispatch(session_->executor(),
                    [s = session_, chunk = std::move(chunk)]() mutable {
                      s->stream_write(std::move(chunk));
                    });
+  }
+
+  size_t queued() const override {
+    return session_->queued_.load();
+  }
+
+  void when_drained(std::function<void()> fn) override {
+    asio::post(session_->executor(),
+               [s = session_, fn = std::move(fn)]() mutable {
+                 s->stream_when_drained(std::move(fn));
+               });
   }
 
   void finish() override {

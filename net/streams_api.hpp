@@ -20,6 +20,10 @@ struct streams_api_config {
   /// How long one SSE connection lasts before the server ends it (clients
   /// reconnect from their last offset).
   std::chrono::milliseconds sse_max{60000};
+  /// Most bytes one SSE connection may hold queued for a slow reader: past
+  /// it, live batches skip it and it catches up a page at a time, reading
+  /// the next page only once the last went out.
+  size_t sse_max_queued = size_t{4} << 20;
 };
 
 /// The Durable Streams protocol over the stream store: create, append,

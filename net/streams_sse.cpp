@@ -112,7 +112,10 @@ struct streams_api::sse_session
       stream->finish();
   }
 
-  enum class delivery { sent, gone, elsewhere };
+  /// sent; gone (finished); elsewhere (not at the hub's position); lagging
+  /// (its connection still holds more than `max_queued`: it leaves the
+  /// hub and catches up on its own once that went out).
+  enum class delivery { sent, gone, elsewhere, lagging };
 
   /// Called by the hub with a batch read at `from` (hubs_mtx_ held); sent
   /// from this thread when `here`.
@@ -123,19 +126,40 @@ struct streams_api::sse_session
       return delivery::gone;
     if (position != from)
       return delivery::elsewhere; // never expected: it catches up alone
+    if (out->queued() > max_queued(api))
+      return delivery::lagging;
     position = r.next_offset;
     sent_any = true;
     write(data + control(r.next_offset, r.up_to_date, r.closed), here);
     return delivery::sent;
   }
 
-  /// Sends everything from the position to the tail on its own, then joins
-  /// the hub.
+  /// Most a connection may hold queued before a live batch skips it.
+  static size_t max_queued(const streams_api* api) {
+    return api->cfg_.sse_max_queued;
+  }
+
+  /// Catches up once what is queued went out.
+  void pump_when_drained() {
+    std::shared_ptr<http_stream> stream;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (finished)
+        return;
+      stream = out;
+    }
+    auto self = shared_from_this();
+    stream->when_drained([self] { self->pump(); });
+  }
+
+  /// Sends the next page from the position; once it went out, the next,
+  /// up to the tail; then joins the hub. One page at a time is queued, and
+  /// read only when the last went out: a slow reader costs a page.
   void pump() {
     std::unique_lock<std::mutex> guard{mtx};
     if (finished)
       return;
-    for (;;) {
+    {
       auto r = api->store_.read(name, position);
       if (r.status != store_status::ok) {
         guard.unlock();
@@ -157,8 +181,11 @@ struct streams_api::sse_session
           stop(true);
           return;
         }
-        if (!r.up_to_date)
-          continue;
+        if (!r.up_to_date) {
+          guard.unlock();
+          pump_when_drained();
+          return;
+        }
       } else if (r.closed) {
         write(control(r.next_offset, true, true));
         guard.unlock();
@@ -168,7 +195,6 @@ struct streams_api::sse_session
         write(control(r.next_offset, true, false));
         sent_any = true;
       }
-      break;
     }
     guard.unlock();
     api->hub_join(shared_from_this());
@@ -270,6 +296,7 @@ void streams_api::hub_leave(const std::shared_ptr<sse_session>& session) {
 void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
   std::vector<std::shared_ptr<sse_session>> to_stop;
   std::vector<std::shared_ptr<sse_session>> to_pump;
+  std::vector<std::shared_ptr<sse_session>> lagging;
   {
     std::lock_guard<std::mutex> guard{hubs_mtx_};
     hub->armed = false;
@@ -305,6 +332,10 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
         auto got = m->deliver(hub->position, r, encoded[kind], here);
         if (got == sse_session::delivery::gone)
           continue;
+        if (got == sse_session::delivery::lagging) {
+          lagging.push_back(m);
+          continue;
+        }
         if (got == sse_session::delivery::elsewhere || (!keep && !r.closed)) {
           to_pump.push_back(m);
         } else if (r.closed) {
@@ -326,6 +357,8 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
     m->stop(true);
   for (auto& m : to_pump)
     io_.post([m] { m->pump(); });
+  for (auto& m : lagging)
+    m->pump_when_drained();
 }
 
 void streams_api::sse(const http_request& req, const std::string& name,

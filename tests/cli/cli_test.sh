@@ -215,6 +215,48 @@ else
     '^data:\[\{"n":5\}\]$' bash -c "(sleep 1; curl -s -o /dev/null -m 5 -X POST \
       -H 'Content-Type: application/json' -d '[{\"n\":5}]' '$gone') &
       curl -sN -m 5 '$gone?offset=now&live=sse' | grep -m1 '^data:\\['"
+  # A reader that never reads: SSE from the start of a 48 MB stream holds at
+  # most a few pages in the server (it queued the whole stream before).
+  bigs="$base/v1/stream/cli-big"
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/json' "$bigs"
+  printf '["%s"]' "$(head -c 1000000 /dev/zero | tr '\0' x)" >"$work/mb.json"
+  for _ in $(seq 1 48); do
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+      --data-binary @"$work/mb.json" "$bigs"
+  done
+  rss() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
+  rss_before=$(rss)
+  exec 7<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET /v1/stream/cli-big?offset=-1&live=sse HTTP/1.1\r\nHost: x\r\n\r\n' >&7
+  sleep 2
+  rss_stuck=$(rss)
+  expect "the node serves while a reader is stuck" 0 '^200$' \
+    curl -s -m 5 -o /dev/null -w '%{http_code}' "$base/healthz"
+  exec 7>&-
+  growth=$(( (rss_stuck - rss_before) / 1024 ))
+  if [ "$growth" -lt 24 ]; then
+    pass "a reader that never reads costs a few MB, not the stream (${growth} MB)"
+  else
+    fail "a reader that never reads costs ${growth} MB (of a 48 MB stream)"
+  fi
+  # The same while it follows the tail: 64 MB appended live pile up no
+  # further than the per-connection bound.
+  exec 7<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET /v1/stream/cli-big?offset=now&live=sse HTTP/1.1\r\nHost: x\r\n\r\n' >&7
+  sleep 0.5
+  rss_before=$(rss)
+  for _ in $(seq 1 64); do
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+      --data-binary @"$work/mb.json" "$bigs"
+  done
+  sleep 1
+  growth=$(( ($(rss) - rss_before) / 1024 ))
+  exec 7>&-
+  if [ "$growth" -lt 32 ]; then
+    pass "a live reader that never reads costs a few MB, not the appends (${growth} MB)"
+  else
+    fail "a live reader that never reads costs ${growth} MB (of 64 MB appended)"
+  fi
   # A change the feed cannot apply (an update without its old row after
   # REPLICA IDENTITY DEFAULT) stalls it: /readyz says why until the table is
   # fixed, then the view resyncs and shows the row gone.
