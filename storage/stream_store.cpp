@@ -329,25 +329,7 @@ struct stream_store::impl {
   /// Removes an entry: unlinks its file, wakes its waiters, and (with a
   /// callback) acknowledges once the directory change is durable.
   void drop(const std::string& name, const entry_ptr& e, write_callback done) {
-    std::vector<std::function<void()>> wake;
-    {
-      std::lock_guard<std::mutex> guard{map_mtx};
-      auto i = streams.find(name);
-      if (i != streams.end() && i->second == e)
-        streams.erase(i);
-    }
-    {
-      std::lock_guard<std::mutex> guard{e->mtx};
-      if (!e->removed) {
-        e->removed = true;
-        ::unlink(e->file->path.c_str());
-      }
-      for (auto& [token, w] : e->waiters)
-        wake.push_back(std::move(w.fn));
-      e->waiters.clear();
-    }
-    for (auto& fn : wake)
-      fn();
+    take_out(name, e);
     pending_op op;
     op.entry = e;
     op.touches_directory = true;
@@ -642,9 +624,15 @@ struct stream_store::impl {
   /// A create that did not become durable: the stream leaves the map and
   /// its log goes (a restart would find it without header, or not at all).
   void forget_failed_create(const entry_ptr& e) {
+    take_out(e->header.name, e);
+  }
+
+  /// Takes a stream out of the map (if `e` is still the one there), unlinks
+  /// its log once, and wakes its waiters.
+  void take_out(std::string_view name, const entry_ptr& e) {
     {
       std::lock_guard<std::mutex> guard{map_mtx};
-      auto i = streams.find(std::string_view{e->header.name});
+      auto i = streams.find(name);
       if (i != streams.end() && i->second == e)
         streams.erase(i);
     }

@@ -259,6 +259,17 @@ struct fixture : test_coordinator_fixture<config> {
     return result;
   }
 
+  /// Asks the gateway `gw` whether the node is ready and runs until it
+  /// answers.
+  readiness ask_ready(const gateway_actor& gw) {
+    std::optional<readiness> seen;
+    caf::anon_send(gw, ready_atom::value,
+                   readiness_callback{[&](readiness r) { seen = r; }});
+    sched.run();
+    CAF_REQUIRE(seen);
+    return *seen;
+  }
+
   registry_actor registry_handle;
   std::vector<std::shared_ptr<scripted_backend>> backends;
   std::vector<registry_actor> workers;
@@ -549,12 +560,7 @@ CAF_TEST(registry replaces a worker that dies) {
 CAF_TEST(gateway reports ready when the registry answers) {
   auto gw = sys.spawn(gateway, registry_handle, manager_actor{}, source_actor{},
                       std::chrono::milliseconds{100}, watched_actors{});
-  std::optional<readiness> seen;
-  caf::anon_send(gw, ready_atom::value,
-                 readiness_callback{[&](readiness r) { seen = r; }});
-  sched.run();
-  CAF_REQUIRE(seen);
-  CAF_CHECK(seen->ready);
+  CAF_CHECK(ask_ready(gw).ready);
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
 }
 
@@ -567,21 +573,12 @@ CAF_TEST(gateway reports not ready once an actor it watches ended) {
                       std::chrono::milliseconds{100},
                       watched_actors{{"source", source}});
   sched.run();
-  std::optional<readiness> seen;
-  auto probe = [&] {
-    seen.reset();
-    caf::anon_send(gw, ready_atom::value,
-                   readiness_callback{[&](readiness r) { seen = r; }});
-    sched.run();
-    CAF_REQUIRE(seen);
-  };
-  probe();
-  CAF_CHECK(seen->ready);
+  CAF_CHECK(ask_ready(gw).ready);
   caf::anon_send_exit(source, caf::exit_reason::kill);
   sched.run();
-  probe();
-  CAF_CHECK(!seen->ready);
-  CAF_CHECK_EQUAL(seen->reason.rfind("the source actor stopped", 0), 0u);
+  auto seen = ask_ready(gw);
+  CAF_CHECK(!seen.ready);
+  CAF_CHECK_EQUAL(seen.reason.rfind("the source actor stopped", 0), 0u);
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
 }
 
@@ -592,13 +589,9 @@ CAF_TEST(gateway reports not ready while the change feed is stalled) {
   auto src = sys.spawn(test::fake_source, rec);
   auto gw = sys.spawn(gateway, registry_handle, manager_actor{}, src,
                       std::chrono::milliseconds{100}, watched_actors{});
-  std::optional<readiness> seen;
-  caf::anon_send(gw, ready_atom::value,
-                 readiness_callback{[&](readiness r) { seen = r; }});
-  sched.run();
-  CAF_REQUIRE(seen);
-  CAF_CHECK(!seen->ready);
-  CAF_CHECK_EQUAL(seen->reason, rec->stalled);
+  auto seen = ask_ready(gw);
+  CAF_CHECK(!seen.ready);
+  CAF_CHECK_EQUAL(seen.reason, rec->stalled);
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(src, caf::exit_reason::user_shutdown);
 }
@@ -608,13 +601,9 @@ CAF_TEST(gateway reports the database error when the registry fails) {
                       std::chrono::milliseconds{100}, watched_actors{});
   for (auto& b : backends)
     b->failures.push_back(make_error(ec::database_unavailable, "refused"));
-  std::optional<readiness> seen;
-  caf::anon_send(gw, ready_atom::value,
-                 readiness_callback{[&](readiness r) { seen = r; }});
-  sched.run();
-  CAF_REQUIRE(seen);
-  CAF_CHECK(!seen->ready);
-  CAF_CHECK_EQUAL(seen->reason, "postgres: refused");
+  auto seen = ask_ready(gw);
+  CAF_CHECK(!seen.ready);
+  CAF_CHECK_EQUAL(seen.reason, "postgres: refused");
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
 }
 
