@@ -229,8 +229,9 @@ struct streams_api::sse_session
 struct streams_api::sse_hub {
   std::string name;
   uint64_t position = 0;
-  bool armed = false; // a store waiter is set or its wake-up is on its way
-  uint64_t token = 0; // the store waiter's token, 0 when it already ran
+  bool armed = false;   // a store waiter is set or its wake-up is on its way
+  bool reading = false; // a wake-up reads its next batch (without the lock)
+  uint64_t token = 0;   // the store waiter's token, 0 when it already ran
   std::vector<std::shared_ptr<sse_session>> members;
 };
 
@@ -263,7 +264,7 @@ void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
     if (!alone) {
       session->in_hub = true;
       hub->members.push_back(session);
-      if (!hub->armed)
+      if (!hub->armed && !hub->reading)
         hub_arm(hub);
     }
   }
@@ -297,18 +298,35 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
   std::vector<std::shared_ptr<sse_session>> to_stop;
   std::vector<std::shared_ptr<sse_session>> to_pump;
   std::vector<std::shared_ptr<sse_session>> lagging;
+  // Whether the hub still follows its stream (hubs_mtx_ held): it may have
+  // been left by everyone meanwhile; an empty one leaves the map.
+  auto followed = [this, &hub] {
+    auto i = hubs_.find(hub->name);
+    if (i == hubs_.end() || i->second != hub)
+      return false;
+    if (hub->members.empty()) {
+      hubs_.erase(i);
+      return false;
+    }
+    return true;
+  };
+  uint64_t from = 0;
   {
     std::lock_guard<std::mutex> guard{hubs_mtx_};
     hub->armed = false;
     hub->token = 0;
-    auto i = hubs_.find(hub->name);
-    if (i == hubs_.end() || i->second != hub)
-      return; // left by everyone meanwhile
-    if (hub->members.empty()) {
-      hubs_.erase(i);
+    if (!followed())
       return;
-    }
-    auto r = store_.read(hub->name, hub->position);
+    hub->reading = true; // a join meanwhile does not arm a second wake-up
+    from = hub->position;
+  }
+  // The disk read runs without the lock every stream's hub needs.
+  auto r = store_.read(hub->name, from);
+  {
+    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    hub->reading = false;
+    if (!followed())
+      return;
     if (r.status == store_status::ok && r.chunks.empty() && !r.closed) {
       hub_arm(hub); // woken without news
       return;
@@ -347,7 +365,7 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
       }
     }
     if (hub->members.empty()) {
-      hubs_.erase(i);
+      hubs_.erase(hub->name);
     } else {
       hub->position = r.next_offset;
       hub_arm(hub);

@@ -438,28 +438,37 @@ std::optional<std::pair<int64_t, uint64_t>> confirm_record::read() const {
   return std::make_pair(static_cast<int64_t>(generation), *parsed);
 }
 
+caf::error confirm_record::open() {
+  if (fd_ >= 0)
+    return caf::none;
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+  if (fd_ < 0)
+    return make_error(ec::invalid_config, "cannot open the confirm record "
+                                            + path_ + ": "
+                                            + std::strerror(errno));
+  // Its directory entry must last too (it may be new).
+  auto dir = path_.substr(0, path_.rfind('/'));
+  int dfd = ::open(dir.empty() ? "/" : dir.c_str(),
+                   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool synced = dfd >= 0 && ::fsync(dfd) == 0;
+  auto saved = errno;
+  if (dfd >= 0)
+    ::close(dfd);
+  if (!synced) {
+    ::close(fd_);
+    fd_ = -1;
+    return make_error(ec::invalid_config,
+                      "cannot sync the directory of the confirm record " + path_
+                        + ": " + std::strerror(saved));
+  }
+  return caf::none;
+}
+
 bool confirm_record::write(int64_t generation, uint64_t lsn) {
-  if (fd_ < 0) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-    if (fd_ < 0) {
-      log::error("replication", "cannot open the confirm record",
-                 {{"file", path_}, {"error", std::strerror(errno)}});
-      return false;
-    }
-    // Its directory entry must last too (it may be new).
-    auto dir = path_.substr(0, path_.rfind('/'));
-    int dfd = ::open(dir.empty() ? "/" : dir.c_str(),
-                     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    bool synced = dfd >= 0 && ::fsync(dfd) == 0;
-    if (dfd >= 0)
-      ::close(dfd);
-    if (!synced) {
-      log::error("replication", "cannot sync the confirm record's directory",
-                 {{"file", path_}, {"error", std::strerror(errno)}});
-      ::close(fd_);
-      fd_ = -1;
-      return false;
-    }
+  if (auto err = open()) {
+    log::error("replication", "cannot write the confirm record",
+               {{"error", error_message(err)}});
+    return false;
   }
   std::string line = "ebridge-slot " + std::to_string(generation) + " "
                      + format_lsn(lsn);
@@ -497,8 +506,11 @@ caf::error replication_reader::start() {
   if (!is_feed_name(cfg_.publication))
     return make_error(ec::invalid_config, "source.publication must be 1-63 "
                                           "characters of a-z, 0-9, _");
-  if (!cfg_.state_dir.empty())
+  if (!cfg_.state_dir.empty()) {
     record_ = std::make_unique<confirm_record>(cfg_.state_dir, cfg_.slot);
+    if (auto err = record_->open())
+      return err;
+  }
   thread_ = std::thread{[this] { run(); }};
   return caf::none;
 }

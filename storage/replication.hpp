@@ -104,6 +104,10 @@ public:
   /// no record (or it cannot be read).
   std::optional<std::pair<int64_t, uint64_t>> read() const;
 
+  /// Opens (creating) the record file and syncs its directory: done once
+  /// at start, so that writing needs no new descriptor.
+  caf::error open();
+
   /// Writes and syncs the record; false (with the reason logged) when it
   /// could not.
   bool write(int64_t generation, uint64_t lsn);

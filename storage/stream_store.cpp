@@ -201,9 +201,9 @@ bool write_all(store_io& io, int fd, const char* data, size_t size,
   return true;
 }
 
-bool read_all(int fd, char* data, size_t size, uint64_t pos) {
+bool read_all(store_io& io, int fd, char* data, size_t size, uint64_t pos) {
   while (size > 0) {
-    auto n = ::pread(fd, data, size, static_cast<off_t>(pos));
+    auto n = io.pread(fd, data, size, static_cast<off_t>(pos));
     if (n <= 0) {
       if (n < 0 && errno == EINTR)
         continue;
@@ -240,6 +240,10 @@ store_io::~store_io() = default;
 
 ssize_t store_io::pwrite(int fd, const void* data, size_t size, off_t pos) {
   return ::pwrite(fd, data, size, pos);
+}
+
+ssize_t store_io::pread(int fd, void* data, size_t size, off_t pos) {
+  return ::pread(fd, data, size, pos);
 }
 
 int store_io::fdatasync(int fd) {
@@ -1207,7 +1211,7 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
   // regions are small next to the messages.
   auto span_pos = entries.front().file_pos;
   std::string span(region_end(entries.size() - 1) - span_pos, '\0');
-  if (!read_all(file->fd, span.data(), span.size(), span_pos)) {
+  if (!read_all(*impl_->io, file->fd, span.data(), span.size(), span_pos)) {
     result = read_result{};
     result.status = store_status::unavailable;
     return result;

@@ -87,13 +87,15 @@ struct read_result {
   std::string content_type;
 };
 
-/// The system calls the store's writers make, replaceable so that tests can
-/// inject disk faults (EIO, ENOSPC). Each returns what the call returns and
+/// The system calls the store makes on its logs, replaceable so that tests
+/// can inject disk faults (EIO, ENOSPC) or hold a read. Each returns what the call returns and
 /// sets errno as it does; the default calls the kernel.
 class store_io {
 public:
   virtual ~store_io();
   virtual ssize_t pwrite(int fd, const void* data, size_t size, off_t pos);
+  /// Reads of durable data (on the readers' threads).
+  virtual ssize_t pread(int fd, void* data, size_t size, off_t pos);
   virtual int fdatasync(int fd);
   virtual int syncfs(int fd);
   /// fsync of the streams directory (`fd` is the directory).

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include "core/error.hpp"
 #include "storage/replication.hpp"
 
 // The file a node writes before it confirms a slot position: read back
@@ -73,6 +74,10 @@ CAF_TEST(anything else in its place is no record) {
 
 CAF_TEST(a record it cannot write is reported not thrown) {
   confirm_record rec{dir + "/missing/dir", "s"};
+  auto err = rec.open();
+  CAF_CHECK(err);
+  CAF_CHECK_NOT_EQUAL(error_message(err).find("cannot open the confirm record"),
+                      std::string::npos);
   CAF_CHECK(!rec.write(1, 1));
   CAF_CHECK(!rec.read());
 }

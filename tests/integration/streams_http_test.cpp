@@ -1,0 +1,156 @@
+#define CAF_SUITE streams_http
+#include <caf/test/unit_test.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include <poll.h>
+
+#include "tests/integration/http_fixture.hpp"
+
+// The Durable Streams API over real HTTP on loopback, where one stream must
+// not hold up another: a slow disk read for one stream's live readers does
+// not delay another stream's.
+
+using namespace ebridge;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Holds the next read of durable data, once armed, until released.
+struct held_read : store_io {
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool armed = false;
+  bool holding = false;
+  bool released = false;
+
+  ssize_t pread(int fd, void* data, size_t size, off_t pos) override {
+    std::unique_lock<std::mutex> guard{mtx};
+    if (armed) {
+      armed = false;
+      holding = true;
+      cv.notify_all();
+      cv.wait(guard, [this] { return released; });
+      holding = false;
+    }
+    guard.unlock();
+    return store_io::pread(fd, data, size, pos);
+  }
+
+  void arm() {
+    std::lock_guard<std::mutex> guard{mtx};
+    armed = true;
+  }
+
+  bool wait_holding() {
+    std::unique_lock<std::mutex> guard{mtx};
+    return cv.wait_for(guard, 10s, [this] { return holding; });
+  }
+
+  void release() {
+    std::lock_guard<std::mutex> guard{mtx};
+    released = true;
+    cv.notify_all();
+  }
+};
+
+/// A raw SSE connection: what it received so far.
+struct sse_reader {
+  int fd = -1;
+  std::string got;
+
+  sse_reader(uint16_t port, const std::string& path) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+      CAF_FAIL("cannot connect");
+    auto req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL)
+        != static_cast<ssize_t>(req.size()))
+      CAF_FAIL("cannot send");
+  }
+
+  ~sse_reader() {
+    ::close(fd);
+  }
+
+  /// Reads until `needle` arrived or `wait` passed.
+  bool until(const std::string& needle, std::chrono::milliseconds wait) {
+    auto deadline = std::chrono::steady_clock::now() + wait;
+    while (got.find(needle) == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return false;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+        return false;
+      char buf[4096];
+      auto n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0)
+        return false;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+};
+
+struct fixture : test::http_fixture {
+  fixture() : fixture(std::make_shared<held_read>()) {
+    // nop
+  }
+
+  explicit fixture(std::shared_ptr<held_read> held)
+    : test::http_fixture(held), disk(std::move(held)) {
+    // nop
+  }
+
+  /// Appends `body` to a JSON stream over HTTP; the status line's code.
+  std::string post(const std::string& path, const std::string& body) {
+    auto answer = test::exchange(
+      port,
+      test::request("POST " + path
+                      + " HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        "application/json\r\n",
+                    body),
+      5s);
+    return answer.substr(0, 10);
+  }
+
+  std::shared_ptr<held_read> disk;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(streams_http_tests, fixture)
+
+CAF_TEST(a slow read for one stream does not hold up another) {
+  for (auto name : {"/v1/stream/a", "/v1/stream/b"})
+    test::exchange(port, test::request(std::string{"PUT "} + name
+                                         + " HTTP/1.1\r\nHost: x\r\n"
+                                           "Content-Type: application/json\r\n",
+                                       "[]"));
+  sse_reader a{port, "/v1/stream/a?offset=-1&live=sse"};
+  sse_reader b{port, "/v1/stream/b?offset=-1&live=sse"};
+  CAF_REQUIRE(a.until("upToDate", 5s));
+  CAF_REQUIRE(b.until("upToDate", 5s));
+  // The next read of the disk, a's live batch, hangs.
+  disk->arm();
+  CAF_CHECK_EQUAL(post("/v1/stream/a", R"(["for a"])"), "HTTP/1.1 2");
+  CAF_REQUIRE(disk->wait_holding());
+  // b's readers get b's batch meanwhile.
+  CAF_CHECK_EQUAL(post("/v1/stream/b", R"(["for b"])"), "HTTP/1.1 2");
+  CAF_CHECK(b.until("for b", 5s));
+  CAF_CHECK(a.got.find("for a") == std::string::npos);
+  disk->release();
+  CAF_CHECK(a.until("for a", 5s));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
