@@ -158,10 +158,13 @@ public:
   /// Binds and listens; returns the bound port (useful with port 0).
   caf::expected<uint16_t> listen(const std::string& host, uint16_t port);
 
-  /// Stops accepting and closes open connections.
+  /// Stops accepting and closes open connections, waiting (up to 2 s) for
+  /// the io threads to close them.
   void stop();
 
 private:
+  void close_all(bool wait);
+
   struct impl;
   std::shared_ptr<impl> impl_;
 };

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -206,9 +207,14 @@ public:
   }
 
   /// Closes the connection from any thread.
-  void close() {
+  /// Closes the connection on its strand; `done` runs once it is closed.
+  void close(std::function<void()> done = {}) {
     asio::post(stream_.get_executor(),
-               [self = shared_from_this()] { self->close_now(); });
+               [self = shared_from_this(), done = std::move(done)] {
+                 self->close_now();
+                 if (done)
+                   done();
+               });
   }
 
   ~session() {
@@ -659,7 +665,8 @@ http_server::http_server(io_runtime& io, http_handler handler,
 }
 
 http_server::~http_server() {
-  stop();
+  // Without waiting: the io threads may be gone by now.
+  close_all(false);
 }
 
 caf::expected<uint16_t> http_server::listen(const std::string& host,
@@ -697,6 +704,10 @@ caf::expected<uint16_t> http_server::listen(const std::string& host,
 }
 
 void http_server::stop() {
+  close_all(true);
+}
+
+void http_server::close_all(bool wait) {
   auto self = impl_;
   asio::post(impl_->acceptor.get_executor(), [self] {
     beast::error_code ignored;
@@ -710,8 +721,26 @@ void http_server::stop() {
       if (auto s = weak.lock())
         open.push_back(std::move(s));
   }
+  // Wait (a little) for the closes to run: a connection closed drops its
+  // callbacks, which may hold the objects that hold it (an SSE session and
+  // its timers); left to handlers the io threads never run, they would
+  // keep each other alive.
+  if (!wait) {
+    for (auto& s : open)
+      s->close();
+    return;
+  }
+  auto left = std::make_shared<std::atomic<size_t>>(open.size());
+  auto all = std::make_shared<std::promise<void>>();
+  auto closed = all->get_future();
+  if (open.empty())
+    all->set_value();
   for (auto& s : open)
-    s->close();
+    s->close([left, all] {
+      if (--*left == 0)
+        all->set_value();
+    });
+  closed.wait_for(std::chrono::seconds{2});
 }
 
 } // namespace ebridge

@@ -87,7 +87,14 @@ struct streams_api::sse_session
   void start() {
     auto self = shared_from_this();
     out->on_close([self] { self->stop(false); });
-    deadline = api->io_.after(api->cfg_.sse_max, [self] { self->stop(true); });
+    // The timers hold the session weakly: the session holds them, and a
+    // timer that never fires (the io threads stopped first) must not keep
+    // both alive for ever.
+    std::weak_ptr<sse_session> weak = self;
+    deadline = api->io_.after(api->cfg_.sse_max, [weak] {
+      if (auto s = weak.lock())
+        s->stop(true);
+    });
     last_write = std::chrono::steady_clock::now();
     schedule_keepalive(api->cfg_.sse_keepalive);
     pump();
@@ -203,8 +210,11 @@ struct streams_api::sse_session
   /// One keep-alive control event when nothing was written for the whole
   /// interval; one timer per interval, not one per event.
   void schedule_keepalive(std::chrono::milliseconds delay) {
-    auto self = shared_from_this();
-    keepalive = api->io_.after(delay, [self] {
+    std::weak_ptr<sse_session> weak = shared_from_this();
+    keepalive = api->io_.after(delay, [weak] {
+      auto self = weak.lock();
+      if (!self)
+        return;
       std::lock_guard<std::mutex> guard{self->mtx};
       if (self->finished)
         return;
