@@ -120,7 +120,7 @@ struct streams_api::sse_session
   }
 
   /// sent; gone (finished); elsewhere (not at the hub's position); lagging
-  /// (its connection still holds more than `max_queued`: it leaves the
+  /// (its connection still holds more than `sse_max_queued`: it leaves the
   /// hub and catches up on its own once that went out).
   enum class delivery { sent, gone, elsewhere, lagging };
 
@@ -133,17 +133,12 @@ struct streams_api::sse_session
       return delivery::gone;
     if (position != from)
       return delivery::elsewhere; // never expected: it catches up alone
-    if (out->queued() > max_queued(api))
+    if (out->queued() > api->cfg_.sse_max_queued)
       return delivery::lagging;
     position = r.next_offset;
     sent_any = true;
     write(data + control(r.next_offset, r.up_to_date, r.closed), here);
     return delivery::sent;
-  }
-
-  /// Most a connection may hold queued before a live batch skips it.
-  static size_t max_queued(const streams_api* api) {
-    return api->cfg_.sse_max_queued;
   }
 
   /// Catches up once what is queued went out.
@@ -166,42 +161,40 @@ struct streams_api::sse_session
     std::unique_lock<std::mutex> guard{mtx};
     if (finished)
       return;
-    {
-      auto r = api->store_.read(name, position);
-      if (r.status != store_status::ok) {
+    auto r = api->store_.read(name, position);
+    if (r.status != store_status::ok) {
+      guard.unlock();
+      stop(true);
+      return;
+    }
+    if (from_now) {
+      // Start at the tail: no history, just where the tail is.
+      from_now = false;
+      r.chunks.clear();
+      r.start_offset = r.next_offset;
+    }
+    position = r.next_offset;
+    if (!r.chunks.empty()) {
+      write(data_event(r) + control(r.next_offset, r.up_to_date, r.closed));
+      sent_any = true;
+      if (r.closed) {
         guard.unlock();
         stop(true);
         return;
       }
-      if (from_now) {
-        // Start at the tail: no history, just where the tail is.
-        from_now = false;
-        r.chunks.clear();
-        r.start_offset = r.next_offset;
-      }
-      position = r.next_offset;
-      if (!r.chunks.empty()) {
-        write(data_event(r) + control(r.next_offset, r.up_to_date, r.closed));
-        sent_any = true;
-        if (r.closed) {
-          guard.unlock();
-          stop(true);
-          return;
-        }
-        if (!r.up_to_date) {
-          guard.unlock();
-          pump_when_drained();
-          return;
-        }
-      } else if (r.closed) {
-        write(control(r.next_offset, true, true));
+      if (!r.up_to_date) {
         guard.unlock();
-        stop(true);
+        pump_when_drained();
         return;
-      } else if (!sent_any) {
-        write(control(r.next_offset, true, false));
-        sent_any = true;
       }
+    } else if (r.closed) {
+      write(control(r.next_offset, true, true));
+      guard.unlock();
+      stop(true);
+      return;
+    } else if (!sent_any) {
+      write(control(r.next_offset, true, false));
+      sent_any = true;
     }
     guard.unlock();
     api->hub_join(shared_from_this());

@@ -101,14 +101,17 @@ caf::expected<slot_state> prepare(const replication_config& cfg,
     }
     auto lsn = parse_lsn(confirmed);
     st.confirmed = lsn ? *lsn : 0;
-    if (!created && record != nullptr) {
+    // What this node last wrote it may confirm (read once).
+    std::optional<std::pair<int64_t, uint64_t>> mine;
+    if (record != nullptr)
+      mine = record->read();
+    if (!created && mine) {
       // A slot confirmed past what this node ever confirmed on it is not
       // the one it followed: dropped and created again (or advanced) by
       // someone else, with changes in between that no slot kept.
       auto known = tx.exec_params(
         "SELECT generation FROM ebridge_slots WHERE slot_name = $1", cfg.slot);
-      auto mine = record->read();
-      if (!known.empty() && mine && mine->first == known[0][0].as<int64_t>()
+      if (!known.empty() && mine->first == known[0][0].as<int64_t>()
           && st.confirmed > mine->second) {
         log::warn("replication",
                   "the slot is confirmed past what this node confirmed: it "
@@ -133,7 +136,6 @@ caf::expected<slot_state> prepare(const replication_config& cfg,
     st.generation = generation[0].as<int64_t>();
     if (record != nullptr) {
       // Where this generation starts (or the record so far, if further).
-      auto mine = record->read();
       auto from = mine && mine->first == st.generation
                     ? std::max(mine->second, st.confirmed)
                     : st.confirmed;

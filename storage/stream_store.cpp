@@ -1197,11 +1197,18 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
   // entry of the same record or the record's end. JSON messages are never
   // split (a read starts at the first message at or after `offset`); bytes
   // may start inside one.
-  if (entries.empty()) {
+  auto finish = [&] {
     result.up_to_date = result.next_offset >= durable_tail;
     result.closed = result.up_to_date && durable_closed;
-    return result;
-  }
+    return std::move(result);
+  };
+  auto unavailable = [] {
+    read_result failed;
+    failed.status = store_status::unavailable;
+    return failed;
+  };
+  if (entries.empty())
+    return finish();
   auto region_end = [&](size_t k) {
     return k + 1 < entries.size() && entries[k + 1].end == entries[k].end
              ? entries[k + 1].file_pos
@@ -1211,11 +1218,8 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
   // regions are small next to the messages.
   auto span_pos = entries.front().file_pos;
   std::string span(region_end(entries.size() - 1) - span_pos, '\0');
-  if (!read_all(*impl_->io, file->fd, span.data(), span.size(), span_pos)) {
-    result = read_result{};
-    result.status = store_status::unavailable;
-    return result;
-  }
+  if (!read_all(*impl_->io, file->fd, span.data(), span.size(), span_pos))
+    return unavailable();
   size_t bytes = 0;
   bool full = false;
   for (size_t k = 0; k < entries.size() && !full; ++k) {
@@ -1234,9 +1238,7 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
         log::error("store", "a read found a message past its record",
                    {{"stream", name},
                     {"file_pos", std::to_string(c.file_pos)}});
-        result = read_result{};
-        result.status = store_status::unavailable;
-        return result;
+        return unavailable();
       }
       auto msg = region.substr(pos + 4, len);
       pos += 4 + len;
@@ -1260,9 +1262,7 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
       result.next_offset = msg_at + msg.size();
     }
   }
-  result.up_to_date = result.next_offset >= durable_tail;
-  result.closed = result.up_to_date && durable_closed;
-  return result;
+  return finish();
 }
 
 uint64_t stream_store::wait(const std::string& name, uint64_t offset,
