@@ -530,17 +530,21 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
     respond(empty_answer(r));
     return;
   }
-  // At the tail: wait for data, the close, or the timeout.
+  // At the tail: wait for data, the close, or the timeout. Whichever comes
+  // first answers with what the stream holds by then: data that became
+  // durable just as the timeout fired is sent, never skipped by a 204 that
+  // moves the offset past it.
   auto state = std::make_shared<long_poll_state>();
   auto tail = r.next_offset;
-  auto on_wake = [this, state, name, tail, json, cursor, respond,
-                  empty_answer] {
+  auto answer = [this, state, name, tail, json, cursor, respond,
+                 empty_answer] {
     if (state->answered.exchange(true))
       return;
     {
       std::lock_guard<std::mutex> guard{state->mtx};
       if (state->timer)
         state->timer->cancel();
+      store_.cancel_wait(name, state->token);
     }
     auto now = store_.read(name, tail);
     if (now.status == store_status::not_found) {
@@ -556,23 +560,12 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
     respond(empty_answer(now));
   };
   // Wake-ups come from the store's writer threads: read on an io thread.
-  auto token = store_.wait(name, tail, [this, on_wake] { io_.post(on_wake); });
+  auto token = store_.wait(name, tail, [this, answer] { io_.post(answer); });
   std::lock_guard<std::mutex> guard{state->mtx};
   state->token = token;
   if (state->answered)
     return;
-  state->timer = io_.after(cfg_.long_poll_timeout,
-                           [this, state, name, tail, respond, empty_answer] {
-                             if (state->answered.exchange(true))
-                               return;
-                             store_.cancel_wait(name, state->token);
-                             auto now = store_.read(name, tail);
-                             if (now.status == store_status::not_found) {
-                               respond(not_found(name));
-                               return;
-                             }
-                             respond(empty_answer(now));
-                           });
+  state->timer = io_.after(cfg_.long_poll_timeout, answer);
 }
 
 } // namespace ebridge

@@ -101,7 +101,8 @@ inline std::string request(const std::string& head,
 }
 
 struct http_fixture {
-  explicit http_fixture(std::shared_ptr<store_io> store_io = nullptr) {
+  explicit http_fixture(std::shared_ptr<store_io> store_io = nullptr,
+                        std::chrono::milliseconds long_poll_timeout = 50ms) {
     char tmpl[] = "/tmp/ebridge-http-fuzz.XXXXXX";
     dir = ::mkdtemp(tmpl);
     stream_store::config cfg;
@@ -109,7 +110,7 @@ struct http_fixture {
     cfg.io = std::move(store_io);
     store = EB_OK(stream_store::open(cfg));
     streams_api_config api_cfg;
-    api_cfg.long_poll_timeout = 50ms;
+    api_cfg.long_poll_timeout = long_poll_timeout;
     api_cfg.sse_keepalive = 50ms;
     api_cfg.sse_max = 200ms;
     api = std::make_unique<streams_api>(*store, io, api_cfg);
