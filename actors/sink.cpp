@@ -59,7 +59,7 @@ sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self,
     [self, track](append_atom, sink_append& a) -> caf::result<uint64_t> {
       auto promise = self->make_response_promise<uint64_t>();
       append_request req;
-      req.messages = std::move(a.events);
+      req.messages = message_batch{a.events};
       req.producer = std::move(a.producer);
       req.stream_seq = std::move(a.stream_seq);
       self->state.store->append(a.stream, std::move(req),

@@ -8,11 +8,10 @@
 #include <random>
 #include <utility>
 
-#include <nlohmann/json.hpp>
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
-#include "core/json_depth.hpp"
+#include "core/json_split.hpp"
 #include "core/tags.hpp"
 #include "net/ds_protocol.hpp"
 #include "net/stream_http.hpp"
@@ -73,36 +72,37 @@ std::string cursor_for(const http_request& req) {
   return ds::next_cursor(wall_ms(), client, jitter());
 }
 
-/// Splits a request body into messages: JSON mode flattens one array level.
-caf::expected<std::vector<std::string>>
-split_messages(const std::string& body, bool json, bool allow_empty_array) {
-  std::vector<std::string> messages;
+/// Splits a request body into messages: JSON mode flattens one array level
+/// and keeps each element's own bytes. The body is released once split: a
+/// big POST holds its bytes once, packed, while it waits for the disk.
+caf::expected<message_batch> split_messages(std::string& body, bool json,
+                                            bool allow_empty_array) {
+  message_batch messages;
   if (body.empty())
     return messages;
+  // Four bytes of length per message; a message per comma at most.
+  auto commas = json ? std::count(body.begin(), body.end(), ',') : 0;
+  messages.reserve(body.size() + 4 * (static_cast<size_t>(commas) + 1));
   if (!json) {
-    messages.push_back(body);
+    messages.add(body);
+    std::string{}.swap(body);
     return messages;
   }
-  if (!json_depth_within(body))
+  auto split = split_json(body, [&](std::string_view element) {
+    messages.add(element);
+  });
+  std::string{}.swap(body);
+  if (split.too_deep)
     return make_error(ec::invalid_input,
                       "the body nests arrays and objects deeper than "
-                        + std::to_string(max_json_depth) + " levels");
-  auto doc = nlohmann::json::parse(body, nullptr, false);
-  if (doc.is_discarded())
-    return make_error(ec::invalid_input, "the body is not valid JSON");
-  auto dump = [](const nlohmann::json& value) {
-    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  };
-  if (doc.is_array()) {
-    if (doc.empty() && !allow_empty_array)
-      return make_error(ec::invalid_input, "an empty JSON array appends "
-                                           "nothing");
-    messages.reserve(doc.size());
-    for (auto& element : doc)
-      messages.push_back(dump(element));
-  } else {
-    messages.push_back(dump(doc));
-  }
+                        + std::to_string(max_json_depth) + " levels ("
+                        + split.error + ")");
+  if (!split.ok)
+    return make_error(ec::invalid_input,
+                      "the body is not valid JSON (" + split.error + ")");
+  if (split.array && split.count == 0 && !allow_empty_array)
+    return make_error(ec::invalid_input, "an empty JSON array appends "
+                                         "nothing");
   return messages;
 }
 
@@ -536,8 +536,7 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
   // moves the offset past it.
   auto state = std::make_shared<long_poll_state>();
   auto tail = r.next_offset;
-  auto answer = [this, state, name, tail, json, cursor, respond,
-                 empty_answer] {
+  auto answer = [this, state, name, tail, json, cursor, respond, empty_answer] {
     if (state->answered.exchange(true))
       return;
     {

@@ -94,6 +94,13 @@ public:
     return pos_ == bytes_.size();
   }
 
+  /// Everything not read yet, which counts as read afterwards.
+  std::string_view rest() noexcept {
+    auto result = bytes_.substr(std::min(pos_, bytes_.size()));
+    pos_ = bytes_.size();
+    return result;
+  }
+
 private:
   bool need(size_t n) {
     if (failed_ || bytes_.size() - pos_ < n) {
@@ -108,16 +115,23 @@ private:
   bool failed_ = false;
 };
 
-std::string frame(record_kind kind, const std::string& payload) {
+/// A record under construction: its payload is appended after room for the
+/// header, which `seal` fills in, so that the payload is never copied.
+std::string open_record(size_t payload_size_hint = 0) {
   std::string out;
-  out.reserve(record_header_size + payload.size());
-  auto length = static_cast<uint32_t>(payload.size());
-  auto payload_crc = crc32c(payload);
-  put_u32(out, length);
-  put_u32(out, payload_crc);
-  put_u8(out, static_cast<uint8_t>(kind));
-  put_u32(out, crc32c(out));
-  out += payload;
+  out.reserve(record_header_size + payload_size_hint);
+  out.resize(record_header_size);
+  return out;
+}
+
+std::string seal(record_kind kind, std::string out) {
+  auto payload = std::string_view{out}.substr(record_header_size);
+  std::string header;
+  put_u32(header, static_cast<uint32_t>(payload.size()));
+  put_u32(header, crc32c(payload));
+  put_u8(header, static_cast<uint8_t>(kind));
+  put_u32(header, crc32c(header));
+  out.replace(0, record_header_size, header);
   return out;
 }
 
@@ -272,7 +286,7 @@ uint32_t crc32c(std::string_view data, uint32_t crc) {
 }
 
 std::string encode_record(const stream_header& header) {
-  std::string payload;
+  auto payload = open_record();
   put_string(payload, header.name);
   put_string(payload, header.content_type);
   put_u8(payload, header.ttl_seconds ? has_ttl : 0);
@@ -280,11 +294,14 @@ std::string encode_record(const stream_header& header) {
   put_string(payload, header.expires_at);
   put_u64(payload, static_cast<uint64_t>(header.expires_at_ms));
   put_u64(payload, static_cast<uint64_t>(header.created_ms));
-  return frame(record_kind::header, payload);
+  return seal(record_kind::header, std::move(payload));
 }
 
 std::string encode_record(const append_record& append) {
-  std::string payload;
+  auto packed = append.messages.view().bytes();
+  auto payload = open_record(
+    64 + append.stream_seq.size() + packed.size()
+    + (append.producer ? append.producer->id.size() : 0));
   uint8_t flags = (append.closes ? closes_flag : 0)
                   | (append.producer ? producer_flag : 0);
   put_u64(payload, append.durable_before);
@@ -296,9 +313,8 @@ std::string encode_record(const append_record& append) {
   }
   put_string(payload, append.stream_seq);
   put_u32(payload, static_cast<uint32_t>(append.messages.size()));
-  for (auto& msg : append.messages)
-    put_string(payload, msg);
-  return frame(record_kind::append, payload);
+  payload.append(packed.data(), packed.size());
+  return seal(record_kind::append, std::move(payload));
 }
 
 caf::expected<stream_header> decode_header(std::string_view payload) {
@@ -337,13 +353,12 @@ caf::expected<append_view> decode_append(std::string_view payload,
   }
   result.stream_seq = std::string{in.str()};
   auto count = in.u32();
-  if (!in.failed() && count > payload.size())
+  if (in.failed())
     return make_error(ec::bad_row, "malformed append record");
-  result.messages.reserve(count);
-  for (uint32_t i = 0; i < count && !in.failed(); ++i)
-    result.messages.push_back(in.str());
-  if (in.failed() || !in.at_end())
+  auto packed = in.rest();
+  if (!packed_messages::well_formed(packed, count))
     return make_error(ec::bad_row, "malformed append record");
+  result.messages = packed_messages{packed, count};
   return result;
 }
 

@@ -8,6 +8,8 @@
 
 #include <caf/expected.hpp>
 
+#include "storage/message_batch.hpp"
+
 namespace ebridge {
 
 /// CRC-32C (Castagnoli) of `data`, continuing from `crc`.
@@ -36,7 +38,7 @@ struct stream_header {
 /// atomically with them (producer, Stream-Seq, closing).
 struct append_record {
   /// The messages: one per JSON value in JSON mode, the body otherwise.
-  std::vector<std::string> messages;
+  message_batch messages;
   std::optional<producer_stamp> producer;
   /// The Stream-Seq header of the request; empty when absent.
   std::string stream_seq;
@@ -88,7 +90,7 @@ struct log_record {
 
 /// An append record decoded in place: its messages view the payload.
 struct append_view {
-  std::vector<std::string_view> messages;
+  packed_messages messages;
   std::optional<producer_stamp> producer;
   std::string stream_seq;
   bool closes = false;

@@ -5,12 +5,11 @@
 namespace ebridge {
 
 void index_messages(std::vector<log_chunk>& index, uint64_t payload_pos,
-                    std::string_view payload,
-                    const std::vector<std::string_view>& messages,
+                    std::string_view payload, const packed_messages& messages,
                     uint64_t& tail) {
   auto end = payload_pos + payload.size();
   uint64_t since = index_stride;
-  for (auto& msg : messages) {
+  for (auto msg : messages) {
     if (since >= index_stride) {
       auto at = static_cast<uint64_t>(msg.data() - payload.data());
       index.push_back(log_chunk{tail, payload_pos + at - 4, end});

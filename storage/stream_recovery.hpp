@@ -31,8 +31,7 @@ inline constexpr uint64_t index_stride = 16 << 10;
 /// `payload`, which starts at file position `payload_pos`. Advances `tail`
 /// (the stream offset) past them.
 void index_messages(std::vector<log_chunk>& index, uint64_t payload_pos,
-                    std::string_view payload,
-                    const std::vector<std::string_view>& messages,
+                    std::string_view payload, const packed_messages& messages,
                     uint64_t& tail);
 
 /// A stream as its log file holds it.

@@ -59,13 +59,13 @@ struct create_request {
   int64_t expires_at_ms = 0;
   bool closed = false;
   /// Initial messages (possibly none).
-  std::vector<std::string> messages;
+  message_batch messages;
 };
 
 struct append_request {
   /// The request's content type; empty skips the check (in-process appends).
   std::string content_type;
-  std::vector<std::string> messages;
+  message_batch messages;
   std::optional<producer_stamp> producer;
   std::string stream_seq;
   bool closes = false;

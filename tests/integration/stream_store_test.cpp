@@ -110,7 +110,7 @@ struct fixture {
                       std::vector<std::string> initial = {}) {
     create_request req;
     req.content_type = type;
-    req.messages = std::move(initial);
+    req.messages = message_batch{initial};
     std::promise<write_result> p;
     store->create(name, std::move(req),
                   [&](write_result r) { p.set_value(std::move(r)); });
@@ -123,7 +123,7 @@ struct fixture {
                       std::string type = "application/json") {
     append_request req;
     req.content_type = std::move(type);
-    req.messages = std::move(msgs);
+    req.messages = message_batch{msgs};
     req.producer = std::move(producer);
     req.closes = closes;
     std::promise<write_result> p;

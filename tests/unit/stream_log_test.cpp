@@ -48,8 +48,9 @@ CAF_TEST(records round trip through a scan) {
   auto first = decode_append(scan.records[1].payload);
   CAF_REQUIRE(first);
   CAF_REQUIRE_EQUAL(first->messages.size(), 2u);
-  CAF_CHECK_EQUAL(first->messages[0], "{\"a\":1}");
-  CAF_CHECK_EQUAL(first->messages[1], "[2]");
+  auto msgs = first->messages.to_vector();
+  CAF_CHECK_EQUAL(msgs[0], "{\"a\":1}");
+  CAF_CHECK_EQUAL(msgs[1], "[2]");
   CAF_REQUIRE(first->producer);
   CAF_CHECK_EQUAL(first->producer->id, "p1");
   CAF_CHECK_EQUAL(first->producer->epoch, 3u);
@@ -62,7 +63,7 @@ CAF_TEST(records round trip through a scan) {
   CAF_CHECK(!second->producer);
   // Message views point into the scanned bytes at their file positions.
   auto pos = scan.records[1].payload_position
-             + static_cast<uint64_t>(first->messages[0].data()
+             + static_cast<uint64_t>((*first->messages.begin()).data()
                                      - scan.records[1].payload.data());
   CAF_CHECK_EQUAL(bytes.substr(pos, 7), "{\"a\":1}");
 }
@@ -243,7 +244,7 @@ struct stamped_log {
   /// Appends a record of `messages`; returns where it starts.
   uint64_t add(std::vector<std::string> messages, bool stamp = true) {
     append_record r;
-    r.messages = std::move(messages);
+    r.messages = message_batch{messages};
     r.durable_before = stamp ? bytes.size() : 0;
     auto at = bytes.size();
     bytes += encode_record(r);
@@ -363,8 +364,9 @@ CAF_TEST(records written before stamps existed still read) {
   auto view = decode_append(scan.records[1].payload, scan.records[1].kind);
   CAF_REQUIRE(view);
   CAF_REQUIRE_EQUAL(view->messages.size(), 2u);
-  CAF_CHECK_EQUAL(view->messages[0], "[1]");
-  CAF_CHECK_EQUAL(view->messages[1], "\"x\"");
+  auto msgs = view->messages.to_vector();
+  CAF_CHECK_EQUAL(msgs[0], "[1]");
+  CAF_CHECK_EQUAL(msgs[1], "\"x\"");
   CAF_REQUIRE(view->producer);
   CAF_CHECK_EQUAL(view->producer->seq, 2u);
   CAF_CHECK_EQUAL(view->stream_seq, "s1");

@@ -20,7 +20,7 @@ std::string append(std::vector<std::string> messages,
                    std::optional<producer_stamp> producer = std::nullopt,
                    std::string seq = {}, bool closes = false) {
   append_record r;
-  r.messages = std::move(messages);
+  r.messages = message_batch{messages};
   r.producer = std::move(producer);
   r.stream_seq = std::move(seq);
   r.closes = closes;
