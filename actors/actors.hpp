@@ -249,6 +249,15 @@ using manager_actor = caf::typed_actor<
   caf::reacts_to<retry_atom, std::string, std::string>,
   caf::replies_to<status_atom>::with<std::vector<std::string>>>;
 
+/// The actors a node runs under its supervisor, started together and
+/// restarted together.
+struct node_actors {
+  registry_actor registry;
+  sink_actor sink;
+  source_actor source;
+  manager_actor manager;
+};
+
 /// The GATEWAY actor: the entry from the HTTP layer into the actor world.
 /// HTTP sessions `anon_send` it requests carrying a completion; it asks the
 /// actors concerned and calls the completion with the outcome.
@@ -256,6 +265,25 @@ using gateway_actor = caf::typed_actor<
   caf::reacts_to<ready_atom, readiness_callback>,
   // (tenant, tags JSON): registers a view through the manager.
   caf::reacts_to<register_atom, std::string, std::string,
-                 registration_callback>>;
+                 registration_callback>,
+  // Reads of a view's stream, passed on to the manager: (tenant, ref).
+  caf::reacts_to<touch_atom, std::string, std::string>,
+  caf::reacts_to<reader_open_atom, std::string, std::string>,
+  caf::reacts_to<reader_close_atom, std::string, std::string>,
+  // From the supervisor: the node's actors now, or none and why (while
+  // they restart).
+  caf::reacts_to<rebind_atom, node_actors, std::string>>;
+
+/// The SUPERVISOR actor: starts the node's actors, and when one of them
+/// ends, stops the others, waits until all ended and starts them again
+/// after a backoff. The gateway hears of each change.
+using supervisor_actor = caf::typed_actor<
+  // Internal: the backoff after a death passed.
+  caf::reacts_to<retry_atom>,
+  // Why the node's actors are down, or empty while they run.
+  caf::replies_to<status_atom>::with<std::string>>;
 
 } // namespace ebridge
+
+// Local only: a node's own actors, never sent to another node.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ebridge::node_actors)

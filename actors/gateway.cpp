@@ -18,47 +18,33 @@ constexpr auto readiness_reuse = std::chrono::seconds{1};
 } // namespace
 
 gateway_actor::behavior_type
-gateway(gateway_actor::stateful_pointer<gateway_state> self,
-        registry_actor registry, manager_actor manager, source_actor source,
-        std::chrono::milliseconds timeout, watched_actors watched) {
-  self->state.registry = std::move(registry);
-  self->state.manager = std::move(manager);
-  self->state.source = std::move(source);
+gateway(gateway_actor::stateful_pointer<gateway_state> self, node_actors actors,
+        std::chrono::milliseconds timeout) {
+  self->state.actors = std::move(actors);
   self->state.timeout = timeout;
-  auto names = std::make_shared<std::map<caf::actor_addr, std::string>>();
-  for (auto& [name, actor] : watched) {
-    (*names)[actor.address()] = name;
-    self->monitor(actor);
-  }
-  self->set_down_handler([self, names](const caf::down_msg& msg) {
-    auto i = names->find(msg.source);
-    if (i == names->end())
-      return;
-    auto why = "the " + i->second + " actor stopped (" + describe(msg.reason)
-               + ")";
-    log::error("node", "not ready", {{"reason", why}});
-    self->state.gone.push_back(std::move(why));
-  });
   return {
     [self](register_atom, std::string& tenant, std::string& tags,
            registration_callback& done) {
       auto fn = std::move(done.fn);
+      auto& st = self->state;
+      if (!st.actors.manager) {
+        fn(make_error(ec::restarting,
+                      st.down.empty() ? "the node has no manager" : st.down));
+        return;
+      }
       // The manager bounds the wait for the bridge itself; this bound only
       // guards against a manager that does not answer at all.
-      auto bound = self->state.timeout * 4;
+      auto bound = st.timeout * 4;
       self
-        ->request(self->state.manager, bound, register_atom::value,
+        ->request(st.actors.manager, bound, register_atom::value,
                   std::move(tenant), std::move(tags))
         .then([fn](registration& r) { fn(std::move(r)); },
               [fn](caf::error& err) { fn(std::move(err)); });
     },
     [self](ready_atom, readiness_callback& done) {
       auto& st = self->state;
-      if (!st.gone.empty()) {
-        std::string reason;
-        for (auto& why : st.gone)
-          reason += (reason.empty() ? "" : "; ") + why;
-        done.fn(readiness{false, std::move(reason)});
+      if (!st.down.empty()) {
+        done.fn(readiness{false, st.down});
         return;
       }
       auto now = self->clock().now();
@@ -78,15 +64,19 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self,
         for (auto& fn : waiting)
           fn(r);
       };
-      self->request(st.registry, st.timeout, caf::ping_atom::value)
+      if (!st.actors.registry) {
+        finish(readiness{false, "the node has no registry"});
+        return;
+      }
+      self->request(st.actors.registry, st.timeout, caf::ping_atom::value)
         .then(
           [self, finish](caf::ok_atom) {
             auto& st = self->state;
-            if (!st.source) {
+            if (!st.actors.source) {
               finish(readiness{true, {}});
               return;
             }
-            self->request(st.source, st.timeout, status_atom::value)
+            self->request(st.actors.source, st.timeout, status_atom::value)
               .then(
                 [finish](std::string& stalled) {
                   finish(stalled.empty() ? readiness{true, {}}
@@ -100,6 +90,45 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self,
           [finish](caf::error& err) {
             finish(readiness{false, "postgres: " + error_message(err)});
           });
+    },
+    [self](touch_atom, std::string& tenant, std::string& ref) {
+      if (auto& manager = self->state.actors.manager)
+        self->send(manager, touch_atom::value, std::move(tenant),
+                   std::move(ref));
+    },
+    [self](reader_open_atom, std::string& tenant, std::string& ref) {
+      auto& st = self->state;
+      ++st.readers[{tenant, ref}];
+      if (st.actors.manager)
+        self->send(st.actors.manager, reader_open_atom::value,
+                   std::move(tenant), std::move(ref));
+    },
+    [self](reader_close_atom, std::string& tenant, std::string& ref) {
+      auto& st = self->state;
+      auto i = st.readers.find({tenant, ref});
+      if (i == st.readers.end())
+        return;
+      if (--i->second == 0)
+        st.readers.erase(i);
+      if (st.actors.manager)
+        self->send(st.actors.manager, reader_close_atom::value,
+                   std::move(tenant), std::move(ref));
+    },
+    [self](rebind_atom, node_actors& actors, std::string& down) {
+      auto& st = self->state;
+      if (!down.empty() && st.down.empty())
+        log::error("node", "not ready", {{"reason", down}});
+      else if (down.empty() && !st.down.empty())
+        log::info("node", "the node's actors run again");
+      st.actors = std::move(actors);
+      st.down = std::move(down);
+      st.last.reset();
+      // A new manager counts the reads that are open.
+      if (st.actors.manager)
+        for (auto& [k, n] : st.readers)
+          for (int i = 0; i < n; ++i)
+            self->send(st.actors.manager, reader_open_atom::value, k.first,
+                       k.second);
     },
   };
 }

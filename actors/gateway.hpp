@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -15,15 +16,12 @@
 
 namespace ebridge {
 
-/// Actors whose end makes the node not ready, by the name readiness
-/// reports.
-using watched_actors = std::vector<std::pair<std::string, caf::actor>>;
-
 struct gateway_state {
-  registry_actor registry;
-  manager_actor manager;
-  /// Asked whether the change feed is stalled (none: not asked).
-  source_actor source;
+  /// The node's actors (null handles while the supervisor restarts them;
+  /// in tests, those not under test).
+  node_actors actors;
+  /// Why the node's actors are down (empty while they run).
+  std::string down;
   std::chrono::milliseconds timeout = defaults::registry_timeout;
   /// Readiness callers waiting for the one database check in flight.
   std::vector<std::function<void(readiness)>> waiting;
@@ -31,20 +29,21 @@ struct gateway_state {
   /// cannot pile up work on the database.
   std::optional<readiness> last;
   caf::actor_clock::time_point last_at;
-  /// Why the node cannot serve whatever Postgres says: actors it needs
-  /// that ended (nothing restarts them yet).
-  std::vector<std::string> gone;
+  /// Open reads per view (tenant, ref), told again to a restarted manager:
+  /// a view with readers is never collected.
+  std::map<std::pair<std::string, std::string>, int> readers;
 
   static inline const char* name = "gateway";
 };
 
 /// The gateway: answers the HTTP layer's requests by asking the actors
-/// concerned, each wait bounded by `timeout`. Ready: the registry answers
-/// Postgres' ping and the source's feed is not stalled. Readiness is also
-/// lost for good once a `watched` actor ends.
+/// concerned, each wait bounded by `timeout`. Ready: the node's actors run
+/// (see the supervisor), the registry answers Postgres' ping and the
+/// source's feed is not stalled. Reads of views pass through it to the
+/// manager, so that the HTTP layer never holds a handle that a restart
+/// makes stale.
 gateway_actor::behavior_type
-gateway(gateway_actor::stateful_pointer<gateway_state> self,
-        registry_actor registry, manager_actor manager, source_actor source,
-        std::chrono::milliseconds timeout, watched_actors watched);
+gateway(gateway_actor::stateful_pointer<gateway_state> self, node_actors actors,
+        std::chrono::milliseconds timeout);
 
 } // namespace ebridge

@@ -52,6 +52,7 @@ bridge_actor& ensure(self_ptr self, const manager_state::key& k,
     e.bridge = self->spawn(bridge, std::move(b));
     e.live_since.reset();
     self->monitor(e.bridge);
+    st.running->insert(e.bridge.address());
     auto spawned = e.bridge;
     self->request(spawned, caf::infinite, ready_atom::value)
       .then(
@@ -300,6 +301,7 @@ manager(manager_actor::stateful_pointer<manager_state> self,
   // deaths; a bridge collected or stopped on purpose is not.
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
+    st.running->erase(msg.source);
     for (auto& [k, e] : st.bridges) {
       if (!e.bridge || e.bridge.address() != msg.source)
         continue;
@@ -331,12 +333,14 @@ manager(manager_actor::stateful_pointer<manager_state> self,
     }
   });
   // On the way down, stop every bridge: their appends are already in the
-  // store's queue, and nothing half-done is persisted.
-  self->set_exit_handler([self](const caf::exit_msg& msg) {
-    for (auto& [k, e] : self->state.bridges)
-      if (e.bridge)
-        self->send_exit(e.bridge, caf::exit_reason::user_shutdown);
-    self->quit(msg.reason);
+  // store's queue, and nothing half-done is persisted. Should the manager
+  // fail instead, its bridges end with it all the same (the supervisor then
+  // restarts the node's actors).
+  self->set_exit_handler(
+    [self](const caf::exit_msg& msg) { self->quit(msg.reason); });
+  self->attach_functor([running = self->state.running](const caf::error&) {
+    for (auto& addr : *running)
+      caf::anon_send_exit(addr, caf::exit_reason::user_shutdown);
   });
   // Resume every persisted bridge: one registry request takes a new epoch
   // for each, so they start without registry requests of their own. One

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -70,6 +71,10 @@ struct manager_state {
   uint64_t resuming = 0;
   /// Open reads per bridge: a bridge with readers is never collected.
   std::map<key, int> readers;
+  /// The bridges running, shared with the manager's last words: however
+  /// the manager ends, they end with it.
+  std::shared_ptr<std::set<caf::actor_addr>> running
+    = std::make_shared<std::set<caf::actor_addr>>();
   bool sweeping = false;
 
   static inline const char* name = "manager";

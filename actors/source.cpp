@@ -1,5 +1,7 @@
 #include "actors/source.hpp"
 
+#include <cctype>
+
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
@@ -161,7 +163,31 @@ void source_state::check_table() {
           });
 }
 
+namespace {
+
+/// `text` with each run of whitespace (libpq's messages have newlines and
+/// tabs) as one space, for a reason on one line.
+std::string one_line(const std::string& text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      space = !out.empty();
+      continue;
+    }
+    if (space)
+      out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
+} // namespace
+
 void source_state::start_feed(const std::string&) {
+  away_since = self->clock().now();
+  away_reason = "connecting";
   if (auto err = reader->start()) {
     log::error("source", "cannot start", {{"error", error_message(err)}});
     self->quit(err);
@@ -225,7 +251,20 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
     [self](replicated_txn& txn) {
       self->state.logic->transaction(std::move(txn));
     },
-    [self](status_atom) { return self->state.logic->stalled(); },
+    [self](status_atom) {
+      auto& st = self->state;
+      auto stalled = st.logic->stalled();
+      if (!stalled.empty() || !st.away_since)
+        return stalled;
+      auto away = self->clock().now() - *st.away_since;
+      if (away < st.cfg.down_after)
+        return stalled;
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(away);
+      auto tenths = (ms.count() + 50) / 100;
+      return "the change feed has been away for " + std::to_string(tenths / 10)
+             + "." + std::to_string(tenths % 10) + " s (" + st.away_reason
+             + ")";
+    },
     [self](caf::tick_atom) {
       on_tick(self);
       self->delayed_send(self, tick_interval, caf::tick_atom::value);
@@ -234,6 +273,10 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
       auto& st = self->state;
       switch (e.what) {
         case feed_event::kind::disconnected:
+          if (!st.away_since)
+            st.away_since = self->clock().now();
+          st.away_reason = e.reason.empty() ? "disconnected"
+                                            : one_line(e.reason);
           st.logic->disconnected();
           return;
         case feed_event::kind::progress:
@@ -241,6 +284,8 @@ source(source_actor::stateful_pointer<source_state> self, source_config cfg) {
             st.reader->confirm(st.logic->confirmable());
           return;
         case feed_event::kind::connected:
+          st.away_since.reset();
+          st.away_reason.clear();
           st.logic->connected(e.identity, e.start_lsn);
           return;
       }

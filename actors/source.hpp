@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include <caf/actor_clock.hpp>
 
@@ -30,6 +31,10 @@ struct source_state : source_output {
   int ticks = 0;
   int confirm_ticks = 0;
   int stall_ticks = 0;
+  /// Since when the started feed is away (connecting or reconnecting), and
+  /// the last reason it gave; none while it is connected.
+  std::optional<caf::actor_clock::time_point> away_since;
+  std::string away_reason;
   source_actor::pointer self = nullptr;
 
   /// Forgets a bridge's subscription.

@@ -46,6 +46,9 @@ struct source_config {
   /// the slot's position, while one that comes after the feed has replayed
   /// more than replay_buffer transactions would have to resync.
   std::chrono::milliseconds resume_wait = defaults::resume_wait;
+  /// How long the started feed may be away before the source reports it
+  /// down (readiness).
+  std::chrono::milliseconds down_after = defaults::feed_down_after;
 };
 
 /// Where the source's decisions go; the source actor turns each into a

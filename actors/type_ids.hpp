@@ -43,6 +43,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(ebridge, caf::first_custom_type_id)
   CAF_ADD_ATOM(ebridge, ebridge, resume_atom, "resume")
   CAF_ADD_ATOM(ebridge, ebridge, resync_atom, "resync")
   CAF_ADD_ATOM(ebridge, ebridge, touch_due_atom, "touch_due")
+  CAF_ADD_ATOM(ebridge, ebridge, rebind_atom, "rebind")
 
 CAF_END_TYPE_ID_BLOCK(ebridge)
 

@@ -4,8 +4,7 @@
 
 namespace ebridge {
 
-actor_views::actor_views(gateway_actor gateway, manager_actor manager)
-  : gateway_(std::move(gateway)), manager_(std::move(manager)) {
+actor_views::actor_views(gateway_actor gateway) : gateway_(std::move(gateway)) {
   // nop
 }
 
@@ -22,17 +21,17 @@ void actor_views::check_ready(std::function<void(readiness)> done) {
 }
 
 void actor_views::touch(const std::string& tenant, const std::string& ref) {
-  caf::anon_send(manager_, touch_atom::value, tenant, ref);
+  caf::anon_send(gateway_, touch_atom::value, tenant, ref);
 }
 
 void actor_views::reader_open(const std::string& tenant,
                               const std::string& ref) {
-  caf::anon_send(manager_, reader_open_atom::value, tenant, ref);
+  caf::anon_send(gateway_, reader_open_atom::value, tenant, ref);
 }
 
 void actor_views::reader_close(const std::string& tenant,
                                const std::string& ref) {
-  caf::anon_send(manager_, reader_close_atom::value, tenant, ref);
+  caf::anon_send(gateway_, reader_close_atom::value, tenant, ref);
 }
 
 } // namespace ebridge

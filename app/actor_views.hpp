@@ -5,12 +5,12 @@
 
 namespace ebridge {
 
-/// The HTTP layer's view service on this node's actors: registers and
-/// readiness go through the gateway, reads to the manager. Only
-/// `anon_send`: it runs on io threads, which must not spawn or block.
+/// The HTTP layer's view service on this node's actors: everything goes
+/// through the gateway, which knows the actors the supervisor runs now.
+/// Only `anon_send`: it runs on io threads, which must not spawn or block.
 class actor_views : public view_service {
 public:
-  actor_views(gateway_actor gateway, manager_actor manager);
+  explicit actor_views(gateway_actor gateway);
 
   void
   register_view(std::string tenant, std::string tags_json,
@@ -22,7 +22,6 @@ public:
 
 private:
   gateway_actor gateway_;
-  manager_actor manager_;
 };
 
 } // namespace ebridge

@@ -22,6 +22,7 @@
 #include "actors/registry.hpp"
 #include "actors/sink.hpp"
 #include "actors/source.hpp"
+#include "actors/supervisor.hpp"
 #include "app/actor_views.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -147,10 +148,9 @@ int run_serve(const options& opts) {
   // enqueue from outside wakes a sleeping worker at once.
   cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
   caf::actor_system sys{cfg};
-  auto registry_handle = sys.spawn(registry, opts.registry_pool_size,
-                                   postgres_registry_workers(
-                                     opts.postgres_url));
-  auto sink_handle = sys.spawn(sink, store.get());
+  // The gateway first: the supervisor tells it the actors it starts.
+  auto gateway_handle = sys.spawn(gateway, node_actors{},
+                                  opts.registry_timeout);
   source_config src_cfg;
   src_cfg.replication.postgres_url = opts.postgres_url;
   src_cfg.replication.slot = opts.source_slot;
@@ -161,39 +161,38 @@ int run_serve(const options& opts) {
   src_cfg.max_lag = opts.source_max_lag;
   src_cfg.idle_lag = opts.source_idle_lag;
   src_cfg.resume_wait = opts.source_resume_wait;
-  auto source_handle = sys.spawn(source, src_cfg);
-  manager_config mgr_cfg;
-  mgr_cfg.source = source_handle;
-  mgr_cfg.sink = sink_handle;
-  mgr_cfg.registry = registry_handle;
-  mgr_cfg.sweep_interval = opts.gc_sweep_interval;
-  mgr_cfg.idle_ttl = opts.gc_idle_ttl;
-  mgr_cfg.register_timeout = opts.register_timeout;
-  auto manager_handle = sys.spawn(manager, mgr_cfg);
-  // Nothing restarts these yet: readiness says so once one of them ends.
-  watched_actors watched{{"registry",
-                          caf::actor_cast<caf::actor>(registry_handle)},
-                         {"sink", caf::actor_cast<caf::actor>(sink_handle)},
-                         {"source", caf::actor_cast<caf::actor>(source_handle)},
-                         {"manager",
-                          caf::actor_cast<caf::actor>(manager_handle)}};
-  auto gateway_handle = sys.spawn(gateway, registry_handle, manager_handle,
-                                  source_handle, opts.registry_timeout,
-                                  std::move(watched));
-  // Every actor this node runs, stopped in this order at shutdown.
+  src_cfg.down_after = opts.source_down_after;
+  supervisor_config sup_cfg;
+  sup_cfg.gateway = gateway_handle;
+  sup_cfg.start = [&opts, src_cfg, store = store.get()](caf::actor_system& s) {
+    node_actors a;
+    a.registry = s.spawn(registry, opts.registry_pool_size,
+                         postgres_registry_workers(opts.postgres_url));
+    a.sink = s.spawn(sink, store);
+    a.source = s.spawn(source, src_cfg);
+    manager_config mgr_cfg;
+    mgr_cfg.source = a.source;
+    mgr_cfg.sink = a.sink;
+    mgr_cfg.registry = a.registry;
+    mgr_cfg.sweep_interval = opts.gc_sweep_interval;
+    mgr_cfg.idle_ttl = opts.gc_idle_ttl;
+    mgr_cfg.register_timeout = opts.register_timeout;
+    a.manager = s.spawn(manager, mgr_cfg);
+    return a;
+  };
+  auto supervisor_handle = sys.spawn(supervisor, std::move(sup_cfg));
+  // Every actor this node runs: the supervisor stops its actors and ends
+  // after them.
   auto stop_actors = [&] {
+    caf::anon_send_exit(supervisor_handle, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(gateway_handle, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(manager_handle, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(source_handle, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(sink_handle, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(registry_handle, caf::exit_reason::user_shutdown);
   };
   streams_api_config api_cfg;
   api_cfg.long_poll_timeout = opts.long_poll_timeout;
   api_cfg.sse_keepalive = std::min(opts.long_poll_timeout,
                                    std::chrono::milliseconds{15000});
   streams_api streams{*store, io, api_cfg};
-  actor_views views{gateway_handle, manager_handle};
+  actor_views views{gateway_handle};
   route_targets targets{&views, &streams};
   http_limits limits;
   limits.max_body = opts.http_max_body;

@@ -42,5 +42,8 @@ inline constexpr uint64_t max_lag = uint64_t{1} << 30;
 inline constexpr uint64_t idle_lag = uint64_t{64} << 20;
 /// How long the feed waits at start for the views resumed with a cursor.
 inline constexpr milliseconds resume_wait{60000};
+/// How long the feed may be away (connecting or reconnecting) before the
+/// node reports not ready.
+inline constexpr milliseconds feed_down_after{30000};
 
 } // namespace ebridge::defaults

@@ -254,6 +254,13 @@ const std::vector<option_info>& option_table() {
        o.source_resume_wait = *d;
        return caf::none;
      }},
+    {"source.down-after",
+     "how long the change feed may be away (connecting, or reconnecting "
+     "after Postgres went away) before /readyz answers 503 with the reason",
+     [](const options& o) { return to_string(o.source_down_after); },
+     [](options& o, std::string_view v) -> caf::error {
+       return set_positive_duration(o.source_down_after, v);
+     }},
     {"source.max-lag",
      "WAL a view may hold back before it is forced to resync (e.g. 512MB, "
      "1GB)",

@@ -43,6 +43,7 @@ struct options {
   uint64_t source_max_lag = defaults::max_lag;
   uint64_t source_idle_lag = defaults::idle_lag;
   std::chrono::milliseconds source_resume_wait = defaults::resume_wait;
+  std::chrono::milliseconds source_down_after = defaults::feed_down_after;
   std::string config_file; // empty: no file
 };
 

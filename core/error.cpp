@@ -30,6 +30,8 @@ const char* to_string(ec code) {
       return "shutting_down";
     case ec::store_error:
       return "store_error";
+    case ec::restarting:
+      return "restarting";
   }
   return "unknown";
 }

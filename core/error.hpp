@@ -35,6 +35,8 @@ enum class ec : uint8_t {
   /// The stream store could not do it: a disk that failed, a log that is
   /// corrupt, or a refusal by the stream's rules (a stale producer epoch).
   store_error,
+  /// The node's actors are being restarted; retrying later may succeed.
+  restarting,
 };
 
 /// The CAF error category of ::ec.

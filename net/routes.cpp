@@ -49,6 +49,7 @@ http_response registration_response(const caf::expected<registration>& r) {
       case ec::invalid_input:
         return json_error(400, "INVALID_REQUEST", error_message(err));
       case ec::timeout:
+      case ec::restarting:
       case ec::database_unavailable: {
         auto res = json_error(503, "UNAVAILABLE",
                               error_message(err) + "; retry later");

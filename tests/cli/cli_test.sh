@@ -55,7 +55,7 @@ expect "help lists options" 0 'EBRIDGE_POSTGRES_URL' "$ebridge" --help
 for opt in postgres.url http.listen data-dir log.level scheduler.max-threads \
   registry.pool-size registry.timeout http.long-poll-timeout http.max-body http.threads \
   source.slot source.publication source.idle-interval source.idle-lag source.max-lag \
-  source.resume-wait config; do
+  source.resume-wait source.down-after config; do
   expect "help lists --$opt" 0 "--$opt=" "$ebridge" --help
 done
 expect "version" 0 '^ebridge [0-9]+\.[0-9]+\.[0-9]+$' "$ebridge" --version

@@ -253,6 +253,22 @@ bool eventually(const std::function<bool()>& pred) {
 
 CAF_TEST_FIXTURE_SCOPE(source_pg_tests, fixture)
 
+CAF_TEST(a feed away longer than its bound reports the node not ready) {
+  // Nothing listens on port 1: the reader retries, and after down_after
+  // the source says so (readiness reads it).
+  cfg.replication.postgres_url = "postgresql://127.0.0.1:1/nothing";
+  cfg.down_after = 300ms;
+  start();
+  CAF_CHECK_EQUAL(stalled(), "");
+  CAF_CHECK(eventually([&] {
+    return stalled().rfind("the change feed has been away for ", 0) == 0;
+  }));
+  auto why = stalled();
+  CAF_MESSAGE(why);
+  CAF_CHECK(why.find("127.0.0.1") != std::string::npos
+            || why.find("connect") != std::string::npos);
+}
+
 CAF_TEST(a subscribe before the feed connects waits for it) {
   insert("/a", R"({"team":"a"})");
   start();
