@@ -20,8 +20,12 @@ constexpr auto readiness_reuse = std::chrono::seconds{1};
 gateway_actor::behavior_type
 gateway(gateway_actor::stateful_pointer<gateway_state> self, node_actors actors,
         std::chrono::milliseconds timeout) {
-  self->state.actors = std::move(actors);
-  self->state.timeout = timeout;
+  auto& st = self->state;
+  // None yet: the supervisor tells them once it started them.
+  if (!actors.registry && !actors.sink && !actors.source && !actors.manager)
+    st.down = "the node's actors are starting";
+  st.actors = std::move(actors);
+  st.timeout = timeout;
   return {
     [self](register_atom, std::string& tenant, std::string& tags,
            registration_callback& done) {
@@ -119,7 +123,7 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self, node_actors actors,
       if (!down.empty() && st.down.empty())
         log::error("node", "not ready", {{"reason", down}});
       else if (down.empty() && !st.down.empty())
-        log::info("node", "the node's actors run again");
+        log::info("node", "the node's actors run");
       st.actors = std::move(actors);
       st.down = std::move(down);
       st.last.reset();

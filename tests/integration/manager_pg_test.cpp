@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -12,9 +13,11 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/gateway.hpp"
 #include "actors/manager.hpp"
 #include "actors/registry.hpp"
 #include "actors/sink.hpp"
+#include "actors/supervisor.hpp"
 #include "core/tags.hpp"
 #include "storage/database.hpp"
 #include "storage/migrations.hpp"
@@ -234,6 +237,124 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
   CAF_CHECK_EQUAL(folded.size(), 2u);
   auto row_after = EB_OK(direct.get_bridge("default", ref));
   CAF_CHECK_GREATER_OR_EQUAL(row_after.producer_epoch, 2);
+}
+
+CAF_TEST(a view survives a supervised restart exactly once from its cursor) {
+  auto tags = *parse_tags(R"({"team":"infra"})");
+  auto ref = source_ref(tags);
+  auto stream = stream_path(ref);
+  registry_store direct{db.url()};
+  config cfg;
+  caf::actor_system sys{cfg};
+  // Each start of the node's actors gets a scripted source of its own.
+  std::mutex mtx;
+  std::vector<std::shared_ptr<scripted_source>> sources;
+  std::vector<node_actors> generations;
+  auto source_of = [&](size_t n) {
+    for (int i = 0; i < 200; ++i) {
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        if (sources.size() >= n)
+          return std::make_pair(sources[n - 1], generations[n - 1]);
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    CAF_FAIL("start " << n << " did not happen within 10 s");
+  };
+  auto gw = sys.spawn(gateway, node_actors{}, 5000ms);
+  supervisor_config sc;
+  sc.gateway = gw;
+  sc.restart_initial = 100ms;
+  sc.start = [&](caf::actor_system& s) {
+    auto src = std::make_shared<scripted_source>();
+    node_actors a;
+    a.source = s.spawn(source_behavior, src);
+    a.registry = s.spawn(::ebridge::registry, size_t{2},
+                         postgres_registry_workers(db.url()));
+    a.sink = s.spawn(sink, store.get());
+    manager_config mcfg;
+    mcfg.source = a.source;
+    mcfg.sink = a.sink;
+    mcfg.registry = a.registry;
+    a.manager = s.spawn(manager, mcfg);
+    std::lock_guard<std::mutex> guard{mtx};
+    sources.push_back(src);
+    generations.push_back(a);
+    return a;
+  };
+  auto sup = sys.spawn(supervisor, std::move(sc));
+  auto ready = [&] {
+    std::promise<readiness> seen;
+    caf::anon_send(gw, ready_atom::value, readiness_callback{[&](readiness r) {
+                     seen.set_value(std::move(r));
+                   }});
+    return seen.get_future().get().ready;
+  };
+  CAF_REQUIRE(eventually(ready));
+  // First life: register through the gateway, bootstrap, one live change.
+  std::promise<caf::expected<registration>> registered;
+  caf::anon_send(gw, register_atom::value, std::string{"default"},
+                 to_json(tags),
+                 registration_callback{[&](caf::expected<registration> r) {
+                   registered.set_value(std::move(r));
+                 }});
+  auto [src1, gen1] = source_of(1);
+  auto s = src1->wait_for(1);
+  CAF_CHECK(s.from.empty());
+  caf::anon_send(s.bridge,
+                 change_batch{s.id,
+                              {"h1", "0001"},
+                              {{change_op::insert, "/a", row("/a", "idle")},
+                               {change_op::insert, "/b", row("/b", "idle")}}});
+  caf::anon_send(s.bridge, up_to_date_atom::value,
+                 up_to_date_msg{s.id, {"h1", "0001"}});
+  auto reg = registered.get_future().get();
+  CAF_REQUIRE(reg);
+  CAF_CHECK_EQUAL(reg->stream_url, stream);
+  caf::anon_send(s.bridge,
+                 change_batch{s.id,
+                              {"h1", "0002"},
+                              {{change_op::update, "/a", row("/a", "running")},
+                               {change_op::remove, "/b", std::nullopt}}});
+  CAF_CHECK(eventually([&] {
+    auto r = direct.get_bridge("default", ref);
+    return r && r->cursor_offset == "0002";
+  }));
+  // The sink dies: the supervisor stops the rest and starts them again.
+  caf::anon_send_exit(gen1.sink, caf::exit_reason::kill);
+  auto [src2, gen2] = source_of(2);
+  auto again = src2->wait_for(1);
+  // Resumed from its cursor, not resynced from a snapshot.
+  CAF_CHECK_EQUAL(again.from.handle, "h1");
+  CAF_CHECK_EQUAL(again.from.offset, "0002");
+  // The new source replays 0002 (its confirmed position may lag) and a new
+  // change follows: each lands once.
+  caf::anon_send(again.bridge,
+                 change_batch{again.id,
+                              {"h1", "0002"},
+                              {{change_op::update, "/a", row("/a", "running")},
+                               {change_op::remove, "/b", std::nullopt}}});
+  caf::anon_send(again.bridge,
+                 change_batch{again.id,
+                              {"h1", "0003"},
+                              {{change_op::insert, "/c", row("/c", "idle")}}});
+  CAF_CHECK(eventually([&] {
+    auto r = direct.get_bridge("default", ref);
+    return r && r->cursor_offset == "0003";
+  }));
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
+  sys.await_all_actors_done();
+  std::vector<std::string> ops;
+  for (auto& text : stream_messages(stream)) {
+    auto ev = parse_member_event(text);
+    CAF_REQUIRE(ev);
+    ops.push_back(std::string{to_string(ev->op)} + " " + ev->key);
+  }
+  CAF_CHECK_EQUAL(ops, (std::vector<std::string>{"insert /a", "insert /b",
+                                                 "update /a", "delete /b",
+                                                 "insert /c"}));
+  CAF_CHECK_EQUAL(sources.size(), 2u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
