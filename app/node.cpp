@@ -13,6 +13,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -181,6 +182,13 @@ int run_serve(const options& opts) {
     return a;
   };
   auto supervisor_handle = sys.spawn(supervisor, std::move(sup_cfg));
+  {
+    // Its first answer comes after it started the actors and told the
+    // gateway: requests from HTTP then find the gateway knowing them.
+    caf::scoped_actor self{sys};
+    self->request(supervisor_handle, caf::infinite, status_atom::value)
+      .receive([](std::string&) {}, [](caf::error&) {});
+  }
   // Every actor this node runs: the supervisor stops its actors and ends
   // after them.
   auto stop_actors = [&] {
