@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,6 +25,9 @@ struct streams_api_config {
   /// it, live batches skip it and it catches up a page at a time, reading
   /// the next page only once the last went out.
   size_t sse_max_queued = size_t{4} << 20;
+  /// Tests only: called with the stream's name while a hub hands a batch to
+  /// its readers (holding that hub's lock), to hold a fan-out.
+  std::function<void(const std::string&)> fan_out_hook;
 };
 
 /// The Durable Streams protocol over the stream store: create, append,
@@ -63,11 +67,18 @@ private:
   void hub_leave(const std::shared_ptr<sse_session>& session);
   void hub_wake(const std::shared_ptr<sse_hub>& hub);
   void hub_arm(const std::shared_ptr<sse_hub>& hub);
+  /// The stream's hub (made when `create` and there is none).
+  std::shared_ptr<sse_hub> hub_of(const std::string& name, bool create);
+  /// Takes an emptied hub out of the map (its lock held).
+  void hub_retire(const std::shared_ptr<sse_hub>& hub);
 
   stream_store& store_;
   io_runtime& io_;
   streams_api_config cfg_;
-  std::mutex hubs_mtx_; // guards hubs_ and every hub; taken before a session's
+  /// Guards the map only; nothing else is locked while it is held. Each hub
+  /// has its own lock (taken before a session's): one stream's fan-out
+  /// holds up no other stream's.
+  std::mutex hubs_mtx_;
   std::unordered_map<std::string, std::shared_ptr<sse_hub>> hubs_;
 };
 

@@ -35,7 +35,7 @@ struct streams_api::sse_session
   std::mutex mtx;
   bool finished = false;
   bool sent_any = false;
-  bool in_hub = false; // guarded by api->hubs_mtx_
+  bool in_hub = false; // guarded by the lock of its stream's hub
   std::chrono::steady_clock::time_point last_write;
   std::shared_ptr<io_runtime::timer> keepalive;
   std::shared_ptr<io_runtime::timer> deadline;
@@ -124,7 +124,7 @@ struct streams_api::sse_session
   /// hub and catches up on its own once that went out).
   enum class delivery { sent, gone, elsewhere, lagging };
 
-  /// Called by the hub with a batch read at `from` (hubs_mtx_ held); sent
+  /// Called by the hub with a batch read at `from` (the hub's lock held); sent
   /// from this thread when `here`.
   delivery deliver(uint64_t from, const read_result& r, const std::string& data,
                    bool here) {
@@ -231,6 +231,8 @@ struct streams_api::sse_session
 /// The sessions that follow one stream's tail at the same position.
 struct streams_api::sse_hub {
   std::string name;
+  std::mutex mtx;    // guards everything below
+  bool dead = false; // out of the map: a join finds the next one
   uint64_t position = 0;
   bool armed = false;   // a store waiter is set or its wake-up is on its way
   bool reading = false; // a wake-up reads its next batch (without the lock)
@@ -239,25 +241,47 @@ struct streams_api::sse_hub {
 };
 
 void streams_api::hub_arm(const std::shared_ptr<sse_hub>& hub) {
-  // hubs_mtx_ held. The callback only posts, so it may run inside wait().
+  // The hub's lock held. The callback only posts, so it may run inside
+  // wait().
   hub->armed = true;
   hub->token = store_.wait(hub->name, hub->position, [this, hub] {
     io_.post([this, hub] { hub_wake(hub); });
   });
 }
 
+std::shared_ptr<streams_api::sse_hub>
+streams_api::hub_of(const std::string& name, bool create) {
+  std::lock_guard<std::mutex> guard{hubs_mtx_};
+  auto i = hubs_.find(name);
+  if (i != hubs_.end())
+    return i->second;
+  if (!create)
+    return nullptr;
+  auto hub = std::make_shared<sse_hub>();
+  hub->name = name;
+  hubs_.emplace(name, hub);
+  return hub;
+}
+
+void streams_api::hub_retire(const std::shared_ptr<sse_hub>& hub) {
+  // The hub's lock held; the map's lock is taken after it, never before.
+  hub->dead = true;
+  std::lock_guard<std::mutex> guard{hubs_mtx_};
+  auto i = hubs_.find(hub->name);
+  if (i != hubs_.end() && i->second == hub)
+    hubs_.erase(i);
+}
+
 void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
   bool alone = false;
-  {
-    std::lock_guard<std::mutex> guard{hubs_mtx_};
+  for (;;) {
+    auto hub = hub_of(session->name, true);
+    std::lock_guard<std::mutex> h{hub->mtx};
+    if (hub->dead)
+      continue; // emptied meanwhile: the next lookup makes a new one
     std::lock_guard<std::mutex> s{session->mtx};
     if (session->finished)
       return;
-    auto& hub = hubs_[session->name];
-    if (!hub) {
-      hub = std::make_shared<sse_hub>();
-      hub->name = session->name;
-    }
     if (hub->members.empty()) {
       hub->position = session->position;
     } else if (hub->position != session->position) {
@@ -270,6 +294,7 @@ void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
       if (!hub->armed && !hub->reading)
         hub_arm(hub);
     }
+    break;
   }
   if (alone)
     io_.post([session] { session->pump(); });
@@ -277,21 +302,23 @@ void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
 
 void streams_api::hub_leave(const std::shared_ptr<sse_session>& session) {
   uint64_t cancel = 0;
-  {
-    std::lock_guard<std::mutex> guard{hubs_mtx_};
+  for (;;) {
+    auto hub = hub_of(session->name, false);
+    if (!hub)
+      return;
+    std::lock_guard<std::mutex> h{hub->mtx};
+    if (hub->dead)
+      continue;
     if (!session->in_hub)
       return;
     session->in_hub = false;
-    auto i = hubs_.find(session->name);
-    if (i == hubs_.end())
-      return;
-    auto& hub = i->second;
     auto& m = hub->members;
     m.erase(std::remove(m.begin(), m.end(), session), m.end());
     if (m.empty()) {
       cancel = hub->token;
-      hubs_.erase(i);
+      hub_retire(hub);
     }
+    break;
   }
   if (cancel != 0)
     store_.cancel_wait(session->name, cancel);
@@ -301,21 +328,20 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
   std::vector<std::shared_ptr<sse_session>> to_stop;
   std::vector<std::shared_ptr<sse_session>> to_pump;
   std::vector<std::shared_ptr<sse_session>> lagging;
-  // Whether the hub still follows its stream (hubs_mtx_ held): it may have
-  // been left by everyone meanwhile; an empty one leaves the map.
+  // Whether the hub still follows its stream (its lock held): everyone may
+  // have left meanwhile; an empty one leaves the map.
   auto followed = [this, &hub] {
-    auto i = hubs_.find(hub->name);
-    if (i == hubs_.end() || i->second != hub)
+    if (hub->dead)
       return false;
     if (hub->members.empty()) {
-      hubs_.erase(i);
+      hub_retire(hub);
       return false;
     }
     return true;
   };
   uint64_t from = 0;
   {
-    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    std::lock_guard<std::mutex> guard{hub->mtx};
     hub->armed = false;
     hub->token = 0;
     if (!followed())
@@ -323,10 +349,10 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
     hub->reading = true; // a join meanwhile does not arm a second wake-up
     from = hub->position;
   }
-  // The disk read runs without the lock every stream's hub needs.
+  // The disk read runs without even this stream's lock.
   auto r = store_.read(hub->name, from);
   {
-    std::lock_guard<std::mutex> guard{hubs_mtx_};
+    std::lock_guard<std::mutex> guard{hub->mtx};
     hub->reading = false;
     if (!followed())
       return;
@@ -334,6 +360,8 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
       hub_arm(hub); // woken without news
       return;
     }
+    if (cfg_.fan_out_hook)
+      cfg_.fan_out_hook(hub->name);
     auto members = std::exchange(hub->members, {});
     for (auto& m : members)
       m->in_hub = false;
@@ -368,7 +396,7 @@ void streams_api::hub_wake(const std::shared_ptr<sse_hub>& hub) {
       }
     }
     if (hub->members.empty()) {
-      hubs_.erase(hub->name);
+      hub_retire(hub);
     } else {
       hub->position = r.next_offset;
       hub_arm(hub);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -111,6 +112,10 @@ struct http_fixture {
     store = EB_OK(stream_store::open(cfg));
     streams_api_config api_cfg;
     api_cfg.long_poll_timeout = long_poll_timeout;
+    api_cfg.fan_out_hook = [this](const std::string& name) {
+      if (fan_out)
+        fan_out(name);
+    };
     api_cfg.sse_keepalive = 50ms;
     api_cfg.sse_max = 200ms;
     api = std::make_unique<streams_api>(*store, io, api_cfg);
@@ -139,6 +144,8 @@ struct http_fixture {
       CAF_MESSAGE("could not remove " << dir);
   }
 
+  /// Called as a hub hands a batch to its readers (set before traffic).
+  std::function<void(const std::string&)> fan_out;
   std::string dir;
   io_runtime io{2};
   std::unique_ptr<stream_store> store;

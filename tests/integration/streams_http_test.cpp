@@ -156,14 +156,53 @@ CAF_TEST(a slow read for one stream does not hold up another) {
   CAF_CHECK(a.until("for a", 5s));
 }
 
+CAF_TEST(one stream fan out to its readers holds up no other stream) {
+  for (auto name : {"/v1/stream/a", "/v1/stream/b"})
+    test::exchange(port, test::request(std::string{"PUT "} + name
+                                         + " HTTP/1.1\r\nHost: x\r\n"
+                                           "Content-Type: application/json\r\n",
+                                       "[]"));
+  // a's fan-out, once it starts, waits for the test.
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool holding = false;
+  bool release = false;
+  fan_out = [&](const std::string& name) {
+    if (name != "/v1/stream/a")
+      return;
+    std::unique_lock<std::mutex> guard{mtx};
+    holding = true;
+    cv.notify_all();
+    cv.wait(guard, [&] { return release; });
+  };
+  sse_reader a{port, "/v1/stream/a?offset=-1&live=sse"};
+  sse_reader b{port, "/v1/stream/b?offset=-1&live=sse"};
+  CAF_REQUIRE(a.until("upToDate", 5s));
+  CAF_REQUIRE(b.until("upToDate", 5s));
+  CAF_CHECK_EQUAL(post("/v1/stream/a", R"(["for a"])"), "HTTP/1.1 2");
+  {
+    std::unique_lock<std::mutex> guard{mtx};
+    CAF_REQUIRE(cv.wait_for(guard, 10s, [&] { return holding; }));
+  }
+  // b's readers get b's batch while a's fan-out is held.
+  CAF_CHECK_EQUAL(post("/v1/stream/b", R"(["for b"])"), "HTTP/1.1 2");
+  CAF_CHECK(b.until("for b", 5s));
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    release = true;
+    cv.notify_all();
+  }
+  CAF_CHECK(a.until("for a", 5s));
+}
+
 // The conformance suite's long-poll test appends just as its 500 ms
 // long-poll times out; about one run in fifty, the timeout's answer was a 204
 // whose offset lay past the new data, and the client never saw it.
 CAF_TEST(data durable as a long-poll times out is sent and not skipped) {
   auto path = std::string{"/v1/stream/lp"};
   test::exchange(port, test::request("PUT " + path
-                                       + " HTTP/1.1\r\nHost: x\r\n"
-                                         "Content-Type: text/plain\r\n"));
+                                     + " HTTP/1.1\r\nHost: x\r\n"
+                                       "Content-Type: text/plain\r\n"));
   sse_reader poll{port, path + "?offset=-1&live=long-poll"};
   std::this_thread::sleep_for(100ms); // the long-poll waits at the tail
   // An append becomes durable; its writer thread is held in the append's
