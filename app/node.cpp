@@ -97,13 +97,13 @@ int run_ref(const std::vector<std::string>& args) {
   return exit_ok;
 }
 
-/// Every stream keeps its log file open and every reader holds a socket:
-/// take all the descriptors the hard limit allows (Debian's soft default of
-/// 1024 would end at about a thousand views).
-void raise_open_files_limit() {
+/// Stream logs and readers' sockets take descriptors: take all the hard
+/// limit allows (Debian's soft default is 1024). Returns the limit (0: none
+/// known).
+size_t raise_open_files_limit() {
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0)
-    return;
+    return 0;
   if (lim.rlim_cur < lim.rlim_max) {
     auto wanted = lim;
     wanted.rlim_cur = lim.rlim_max;
@@ -112,13 +112,14 @@ void raise_open_files_limit() {
   }
   if (lim.rlim_cur < 16384)
     log::warn("node",
-              "few file descriptors: each view keeps its stream file "
-              "open and each reader a socket",
+              "few file descriptors: idle stream logs are closed past "
+              "store.max-open-files, but each reader holds a socket",
               {{"limit", std::to_string(lim.rlim_cur)}});
+  return lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<size_t>(lim.rlim_cur);
 }
 
 int run_serve(const options& opts) {
-  raise_open_files_limit();
+  auto fd_limit = raise_open_files_limit();
   if (auto err = prepare_data_dir(opts.data_dir)) {
     std::cerr << "ebridge: " << error_message(err) << '\n';
     return exit_usage;
@@ -131,6 +132,11 @@ int run_serve(const options& opts) {
   // After io: its writer's last callbacks may still post to io.
   stream_store::config store_cfg;
   store_cfg.directory = opts.data_dir;
+  // Half the descriptors for logs; sockets, Postgres and the rest share
+  // the other half.
+  store_cfg.max_open_files = opts.store_max_open_files != 0
+                               ? opts.store_max_open_files
+                               : fd_limit / 2;
   auto opened = stream_store::open(store_cfg);
   if (!opened) {
     std::cerr << "ebridge: cannot open the stream store: "

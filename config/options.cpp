@@ -176,13 +176,28 @@ const std::vector<option_info>& option_table() {
        o.http_threads = *n;
        return caf::none;
      }},
-    {"http.max-body", "largest request body in bytes (413 beyond)",
+    {"http.max-body",
+     "largest request body in bytes (413 beyond; at most 1 GiB: a log "
+     "record's length is 32 bits)",
      [](const options& o) { return std::to_string(o.http_max_body); },
      [](options& o, std::string_view v) -> caf::error {
-       auto n = parse_unsigned(v, 1024, uint64_t{1} << 32);
+       auto n = parse_unsigned(v, 1024, uint64_t{1} << 30);
        if (!n)
          return n.error();
        o.http_max_body = *n;
+       return caf::none;
+     }},
+    {"store.max-open-files",
+     "most stream logs kept open at once; past it the least recently used "
+     "idle ones are closed and opened again on use, so the number of streams "
+     "is not bounded by the descriptor limit (0: half the process's "
+     "descriptor limit)",
+     [](const options& o) { return std::to_string(o.store_max_open_files); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 0, uint64_t{1} << 30);
+       if (!n)
+         return n.error();
+       o.store_max_open_files = *n;
        return caf::none;
      }},
     {"gc.sweep-interval", "how often idle views are collected",

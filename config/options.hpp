@@ -33,6 +33,8 @@ struct options {
   std::chrono::milliseconds registry_timeout = defaults::registry_timeout;
   std::chrono::milliseconds long_poll_timeout = defaults::long_poll_timeout;
   size_t http_max_body = defaults::http_max_body;
+  /// Most stream logs open at once; 0: half the descriptor limit.
+  size_t store_max_open_files = 0;
   size_t http_threads = 2;
   std::chrono::milliseconds gc_sweep_interval = defaults::gc_sweep_interval;
   std::chrono::milliseconds gc_idle_ttl = defaults::gc_idle_ttl;

@@ -66,9 +66,13 @@ struct log_file {
   /// The file's size on disk: its records, then zeros. Only the stream's
   /// writer thread changes it once the file is in use.
   uint64_t allocated = 0;
+  /// The store's count of open log files.
+  std::atomic<size_t>* open_count = nullptr;
   ~log_file() {
     if (fd >= 0)
       ::close(fd);
+    if (open_count != nullptr)
+      --*open_count;
   }
 };
 
@@ -86,6 +90,9 @@ struct waiter {
 struct stream_entry {
   std::mutex mtx;
   stream_header header;
+  /// The log's path; `file` is null while an idle log is closed (see
+  /// `max_open_files`), and opened again on use.
+  std::string path;
   std::shared_ptr<log_file> file;
   uint64_t file_size = 0;
   /// The log's length up to its last durable record.
@@ -140,6 +147,8 @@ struct pending_op {
   std::function<void()> then;
   /// Submitted before the stream's last reset: answered, not written.
   bool stale = false;
+  /// Has bytes for the log (the writer uses the stream's open file).
+  bool writes = false;
   write_result result;
   write_callback done;
 };
@@ -277,6 +286,10 @@ struct stream_store::impl {
   /// until an operator deletes them.
   std::map<std::string, std::pair<std::string, std::string>> corrupt;
 
+  /// Log files open now, and one closer of idle ones at a time.
+  std::atomic<size_t> open_files{0};
+  std::mutex evict_mtx;
+
   /// One writer thread and its queue.
   struct writer_lane {
     /// Its own handle on the streams directory: syncfs and fsync report a
@@ -377,6 +390,7 @@ struct stream_store::impl {
       }
       commit(lane, batch);
       batch.clear();
+      evict_idle();
     }
   }
 
@@ -413,6 +427,8 @@ struct stream_store::impl {
         op.bytes.clear();
       }
     }
+    for (auto& op : batch)
+      op.writes = op.entry && !op.bytes.empty();
     std::map<log_file*, std::string> failed;
     std::vector<std::shared_ptr<log_file>> dirty;
     bool directory = false;
@@ -430,7 +446,8 @@ struct stream_store::impl {
       size_t j = i + 1;
       for (; j < batch.size(); ++j) {
         auto& next = batch[j];
-        if (!next.entry || next.entry->file != file || next.bytes.empty()
+        // (An op without bytes may find its stream's idle log closed.)
+        if (!next.entry || next.bytes.empty() || next.entry->file != file
             || next.file_pos != pos + buffer.size())
           break;
         directory |= next.touches_directory;
@@ -470,7 +487,7 @@ struct stream_store::impl {
     // sync left behind must not be served, nor a retry taken as duplicate.
     std::set<log_file*> cut;
     for (auto& op : batch) {
-      if (!op.entry || op.repair)
+      if (!op.writes)
         continue;
       auto i = failed.find(op.entry->file.get());
       if (i != failed.end() && cut.insert(i->first).second) {
@@ -483,7 +500,7 @@ struct stream_store::impl {
       if (op.repair)
         continue;
       const std::string* why = nullptr;
-      if (op.entry) {
+      if (op.writes) {
         auto i = failed.find(op.entry->file.get());
         if (i != failed.end())
           why = &i->second;
@@ -497,11 +514,17 @@ struct stream_store::impl {
   /// when the cut fails. Runs on the stream's writer.
   void cut_back(stream_entry& e, const std::string& why) {
     uint64_t durable;
+    std::shared_ptr<log_file> held;
     {
       std::lock_guard<std::mutex> guard{e.mtx};
       durable = e.durable_size;
+      if (!ensure_open(e)) {
+        e.broken = true; // retried by the next request's repair
+        return;
+      }
+      held = e.file;
     }
-    auto& file = *e.file;
+    auto& file = *held;
     bool ok = io->ftruncate(file.fd, static_cast<off_t>(durable)) == 0
               && io->fdatasync(file.fd) == 0;
     auto error = ok ? std::string{} : std::strerror(errno);
@@ -645,7 +668,7 @@ struct stream_store::impl {
       std::lock_guard<std::mutex> guard{e->mtx};
       if (!e->removed) {
         e->removed = true;
-        ::unlink(e->file->path.c_str());
+        ::unlink(e->path.c_str());
       }
       for (auto& [token, w] : e->waiters)
         wake.push_back(std::move(w.fn));
@@ -653,6 +676,76 @@ struct stream_store::impl {
     }
     for (auto& fn : wake)
       fn();
+  }
+
+  // -- open files -------------------------------------------------------------
+
+  std::shared_ptr<log_file> adopt(int fd, std::string path) {
+    auto file = std::make_shared<log_file>();
+    file->fd = fd;
+    file->path = std::move(path);
+    file->open_count = &open_files;
+    ++open_files;
+    return file;
+  }
+
+  /// Opens the stream's log again if an idle-file close closed it (the
+  /// stream's lock held); false with errno set when it cannot (EMFILE).
+  bool ensure_open(stream_entry& e) {
+    if (e.file)
+      return true;
+    int fd = ::open(e.path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+      return false;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      auto err = errno;
+      ::close(fd);
+      errno = err;
+      return false;
+    }
+    e.file = adopt(fd, e.path);
+    e.file->allocated = static_cast<uint64_t>(st.st_size);
+    return true;
+  }
+
+  /// Past `max_open_files`, closes the logs of the streams least recently
+  /// used down to nine tenths of it. Only a log with nothing unsynced,
+  /// nothing queued and no reader on it is closed: a write-back error is
+  /// never lost with its descriptor, since there is none left to report.
+  /// Takes no lock it would wait for.
+  void evict_idle() {
+    auto cap = cfg.max_open_files;
+    if (cap == 0 || open_files.load() <= cap)
+      return;
+    std::unique_lock<std::mutex> one{evict_mtx, std::try_to_lock};
+    if (!one.owns_lock())
+      return;
+    std::vector<std::pair<int64_t, entry_ptr>> all;
+    {
+      std::lock_guard<std::mutex> guard{map_mtx};
+      all.reserve(streams.size());
+      for (auto& [name, e] : streams)
+        all.emplace_back(e->last_access_ms, e);
+    }
+    std::sort(all.begin(), all.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    auto target = std::max<size_t>(cap - cap / 10, 1);
+    for (auto& [at, e] : all) {
+      if (open_files.load() <= target)
+        break;
+      std::unique_lock<std::mutex> guard{e->mtx, std::try_to_lock};
+      if (!guard.owns_lock() || !e->file || e->broken || e->removed
+          || e->durable_size != e->file_size || e->file.use_count() > 1)
+        continue;
+      e->file.reset();
+    }
+  }
+
+  /// The answer when a closed log cannot be opened again.
+  static std::string reopen_failure() {
+    return std::string{"the stream's log cannot be opened ("}
+           + std::strerror(errno) + "); retry later";
   }
 
   // -- operations -------------------------------------------------------------
@@ -717,6 +810,12 @@ struct stream_store::impl {
       auto r = make_result(store_status::unavailable, e,
                            "the stream's log is unavailable (a disk "
                            "error); retry later");
+      guard.unlock();
+      done(std::move(r));
+      return;
+    }
+    if (!ensure_open(e)) {
+      auto r = make_result(store_status::unavailable, e, reopen_failure());
       guard.unlock();
       done(std::move(r));
       return;
@@ -807,12 +906,8 @@ struct stream_store::impl {
       auto path = base + "-" + std::to_string(n) + ".log";
       int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                       0640);
-      if (fd >= 0) {
-        auto file = std::make_shared<log_file>();
-        file->fd = fd;
-        file->path = path;
-        return file;
-      }
+      if (fd >= 0)
+        return adopt(fd, path);
       if (errno != EEXIST)
         return make_error(ec::database_error, "cannot create " + path + ": "
                                                 + std::strerror(errno));
@@ -828,9 +923,7 @@ struct stream_store::impl {
       refuse(path, path, std::string{"cannot open: "} + std::strerror(errno));
       return;
     }
-    auto file = std::make_shared<log_file>();
-    file->fd = fd;
-    file->path = path;
+    auto file = adopt(fd, path);
     struct stat st {};
     ::fstat(fd, &st);
     auto size = static_cast<size_t>(st.st_size);
@@ -882,6 +975,7 @@ struct stream_store::impl {
     auto e = std::make_shared<stream_entry>();
     e->header = std::move(found.header);
     e->json = is_json(e->header.content_type);
+    e->path = path;
     e->file = file;
     e->chunks = std::move(found.chunks);
     e->tail = found.tail;
@@ -923,6 +1017,9 @@ struct stream_store::impl {
       refuse(e->header.name, path, "a second log for the same stream");
       return;
     }
+    // Past the cap, a recovered log is closed until it is used.
+    if (cfg.max_open_files > 0 && open_files.load() > cfg.max_open_files)
+      e->file.reset();
     streams.emplace(name, std::move(e));
   }
 
@@ -1027,6 +1124,7 @@ void stream_store::create(const std::string& name, create_request req,
   e->header.created_ms = wall_ms();
   e->json = is_json(req.content_type);
   e->file = *file;
+  e->path = e->file->path;
   e->last_access_ms = e->header.created_ms;
   pending_op op;
   op.entry = e;
@@ -1175,6 +1273,12 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
     }
     e->last_access_ms = wall_ms();
     result.content_type = e->header.content_type;
+    if (!impl_->ensure_open(*e)) {
+      log::warn("store", "cannot open a closed log again",
+                {{"stream", name}, {"error", std::strerror(errno)}});
+      result.status = store_status::unavailable;
+      return result;
+    }
     file = e->file;
     json = e->json;
     durable_tail = e->durable_tail;
@@ -1191,6 +1295,7 @@ read_result stream_store::read(const std::string& name, uint64_t offset) {
     });
     entries.assign(first, last);
   }
+  impl_->evict_idle(); // this stream's log stays: the read holds it
   result.start_offset = offset;
   result.next_offset = offset;
   // Messages follow their entry as `u32 length | bytes`, up to the next
@@ -1299,6 +1404,10 @@ void stream_store::cancel_wait(const std::string& name, uint64_t token) {
 std::vector<std::pair<std::string, std::string>> stream_store::refused() const {
   std::lock_guard<std::mutex> guard{impl_->map_mtx};
   return impl_->refused;
+}
+
+size_t stream_store::open_files() const {
+  return impl_->open_files.load();
 }
 
 size_t stream_store::index_size(const std::string& name) const {

@@ -126,6 +126,11 @@ public:
     size_t max_read_bytes = 1 << 20;
     /// The writers' system calls; null for the kernel's.
     std::shared_ptr<store_io> io;
+    /// Most stream logs kept open at once (0: no limit). Past it, the logs
+    /// of the streams least recently used are closed (only those with
+    /// nothing unsynced, queued or being read) and opened again on use, so
+    /// the number of streams is not bounded by the descriptor limit.
+    size_t max_open_files = 0;
   };
 
   /// Opens (creating if needed) the store and recovers every stream: torn
@@ -176,6 +181,9 @@ public:
   /// Entries in a stream's read index (0 if there is no such stream): what
   /// it costs in memory for as long as it lives.
   size_t index_size(const std::string& name) const;
+
+  /// How many stream logs are open now.
+  size_t open_files() const;
 
   struct impl;
 

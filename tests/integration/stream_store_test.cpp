@@ -102,6 +102,7 @@ struct fixture {
     cfg.directory = dir;
     cfg.max_read_bytes = 64;
     cfg.io = io;
+    cfg.max_open_files = max_open_files;
     store = EB_OK(stream_store::open(cfg));
   }
 
@@ -190,6 +191,19 @@ struct fixture {
     return std::string{std::istreambuf_iterator<char>{in}, {}};
   }
 
+  /// Whether the store's open logs come down to at most `n` (the writer
+  /// closes idle ones after it answered).
+  bool open_files_within(size_t n) {
+    for (int i = 0; i < 200; ++i) {
+      if (store->open_files() <= n)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    CAF_MESSAGE("open logs: " << store->open_files());
+    return false;
+  }
+
+  size_t max_open_files = 0;
   std::string dir;
   std::shared_ptr<faulty_io> io = std::make_shared<faulty_io>();
   std::unique_ptr<stream_store> store;
@@ -198,6 +212,39 @@ struct fixture {
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(stream_store_tests, fixture)
+
+CAF_TEST(idle logs past the open file cap are closed and opened again on use) {
+  max_open_files = 4;
+  reopen();
+  auto name = [](int i) { return "/cap/" + std::to_string(i); };
+  for (int i = 0; i < 12; ++i) {
+    CAF_REQUIRE(create(name(i)).status == store_status::ok);
+    CAF_REQUIRE(append(name(i), {std::to_string(i)}).status
+                == store_status::ok);
+  }
+  CAF_CHECK(open_files_within(4));
+  // Every stream still reads back and takes appends: its log opens again.
+  for (int i = 0; i < 12; ++i) {
+    CAF_CHECK_EQUAL(read_all(name(i)),
+                    (std::vector<std::string>{std::to_string(i)}));
+    CAF_CHECK(append(name(i), {"[" + std::to_string(i) + "]"}).status
+              == store_status::ok);
+  }
+  CAF_CHECK(open_files_within(4));
+  // A restart over 12 logs keeps at most the cap open, and loses nothing.
+  reopen();
+  CAF_CHECK_LESS_OR_EQUAL(store->open_files(), 4u);
+  CAF_CHECK_EQUAL(store->size(), 12u);
+  for (int i = 0; i < 12; ++i)
+    CAF_CHECK_EQUAL(read_all(name(i)),
+                    (std::vector<std::string>{std::to_string(i),
+                                              "[" + std::to_string(i) + "]"}));
+  CAF_CHECK(open_files_within(4));
+  // A delete of a stream whose log is closed removes its file.
+  auto before = log_files().size();
+  CAF_CHECK(remove(name(0)).status == store_status::ok);
+  CAF_CHECK_EQUAL(log_files().size(), before - 1);
+}
 
 CAF_TEST(appended messages read back in order with offsets) {
   CAF_CHECK(create("/s").status == store_status::ok);
