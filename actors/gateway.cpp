@@ -76,6 +76,11 @@ gateway(gateway_actor::stateful_pointer<gateway_state> self, node_actors actors,
         .then(
           [self, finish](caf::ok_atom) {
             auto& st = self->state;
+            if (!st.down.empty()) {
+              // The actors went down while the registry answered.
+              finish(readiness{false, st.down});
+              return;
+            }
             if (!st.actors.source) {
               finish(readiness{true, {}});
               return;

@@ -110,7 +110,7 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
   self->set_exit_handler([self](const caf::exit_msg& msg) {
     auto& st = self->state;
     st.stopping = true;
-    // Manager first: it stops its bridges and ends after them.
+    // Manager first: its bridges end with it.
     stop_all(self);
     if (st.alive == 0)
       self->quit(msg.reason);

@@ -45,8 +45,9 @@ struct supervisor_state {
 /// a restart of one alone would break (subscriptions, acknowledgements,
 /// appends in flight, producer epochs), so when one of them ends the
 /// supervisor restarts all four, one for all: it stops the others, waits
-/// until all four ended (the manager ends only after its bridges, and no
-/// old actor can write to a stream once the old sink ended), and after a
+/// until all four ended (the manager's bridges end with it; they may outlive
+/// it briefly, but write only through the old sink, and no old actor can
+/// write to a stream once that ended), and after a
 /// backoff starts a fresh set, as a node's start does: every view resumes
 /// from its persisted cursor and the source from the slot's confirmed
 /// position, so a view resyncs only where a restarted node's would.

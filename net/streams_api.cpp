@@ -536,20 +536,23 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
   // moves the offset past it.
   auto state = std::make_shared<long_poll_state>();
   auto tail = r.next_offset;
-  auto answer = [this, state, name, tail, json, cursor, respond, empty_answer] {
+  auto answer = [this, state, name, tail, json, cursor, respond,
+                 empty_answer](bool timed_out) mutable {
     if (state->answered.exchange(true))
       return;
     {
       std::lock_guard<std::mutex> guard{state->mtx};
       if (state->timer)
         state->timer->cancel();
-      store_.cancel_wait(name, state->token);
+      // A wake-up's waiter is gone already; the timeout's is still set.
+      if (timed_out)
+        store_.cancel_wait(name, state->token);
     }
-    auto now = store_.read(name, tail);
-    if (now.status == store_status::not_found) {
-      respond(not_found(name));
+    // A stream that cannot be read now answers 503, not a 204 at offset 0.
+    auto read = read_or_answer(store_, name, tail, respond);
+    if (!read)
       return;
-    }
+    auto& now = *read;
     if (!now.chunks.empty()) {
       auto res = data_response(now, json);
       res.set("Stream-Cursor", cursor);
@@ -559,12 +562,15 @@ void streams_api::long_poll(const http_request& req, const std::string& name,
     respond(empty_answer(now));
   };
   // Wake-ups come from the store's writer threads: read on an io thread.
-  auto token = store_.wait(name, tail, [this, answer] { io_.post(answer); });
+  auto token = store_.wait(name, tail, [this, answer] {
+    io_.post([answer]() mutable { answer(false); });
+  });
   std::lock_guard<std::mutex> guard{state->mtx};
   state->token = token;
   if (state->answered)
     return;
-  state->timer = io_.after(cfg_.long_poll_timeout, answer);
+  state->timer = io_.after(cfg_.long_poll_timeout,
+                           [answer]() mutable { answer(true); });
 }
 
 } // namespace ebridge

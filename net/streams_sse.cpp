@@ -280,8 +280,12 @@ void streams_api::hub_join(const std::shared_ptr<sse_session>& session) {
     if (hub->dead)
       continue; // emptied meanwhile: the next lookup makes a new one
     std::lock_guard<std::mutex> s{session->mtx};
-    if (session->finished)
+    if (session->finished) {
+      // Not to leave a hub made for it behind.
+      if (hub->members.empty() && !hub->armed && !hub->reading)
+        hub_retire(hub);
       return;
+    }
     if (hub->members.empty()) {
       hub->position = session->position;
     } else if (hub->position != session->position) {

@@ -107,8 +107,8 @@ struct stream_entry {
   /// Counts the times the submitted state was reset to the durable one: an
   /// operation submitted before a reset is answered, never written.
   uint64_t generation = 0;
-  int64_t last_access_ms = 0;
-  uint64_t next_waiter = 1;
+  /// Read by the idle-log closer without the lock.
+  std::atomic<int64_t> last_access_ms{0};
   std::map<uint64_t, waiter> waiters;
   // (The flags together: one word, not one each.)
   bool json = false;
@@ -147,8 +147,9 @@ struct pending_op {
   std::function<void()> then;
   /// Submitted before the stream's last reset: answered, not written.
   bool stale = false;
-  /// Has bytes for the log (the writer uses the stream's open file).
-  bool writes = false;
+  /// The log it writes to, taken when its batch starts (null for an op
+  /// without bytes): held, the file cannot be closed as idle meanwhile.
+  std::shared_ptr<log_file> file;
   write_result result;
   write_callback done;
 };
@@ -278,6 +279,15 @@ struct stream_store::impl {
   int dir_fd = -1;
 
   mutable std::mutex map_mtx;
+  /// Log files open now (before `streams`: their files outlive it), one
+  /// closer of idle ones at a time, and when the next may try after one that
+  /// could not close enough.
+  std::atomic<size_t> open_files{0};
+  std::mutex evict_mtx;
+  std::atomic<int64_t> evict_after_ms{0};
+  /// Waiter tokens, unique in the store: a token of a deleted stream never
+  /// names a waiter of its successor.
+  std::atomic<uint64_t> next_waiter{1};
   /// Keyed by a view of the entry's own name (one copy per stream; an
   /// entry is never renamed, and leaves the map before it is freed).
   std::unordered_map<std::string_view, entry_ptr> streams;
@@ -286,9 +296,6 @@ struct stream_store::impl {
   /// until an operator deletes them.
   std::map<std::string, std::pair<std::string, std::string>> corrupt;
 
-  /// Log files open now, and one closer of idle ones at a time.
-  std::atomic<size_t> open_files{0};
-  std::mutex evict_mtx;
 
   /// One writer thread and its queue.
   struct writer_lane {
@@ -427,8 +434,11 @@ struct stream_store::impl {
         op.bytes.clear();
       }
     }
+    // An op with bytes keeps its log open (its stream has unsynced bytes,
+    // so no idle close takes it); hold it for the whole batch.
     for (auto& op : batch)
-      op.writes = op.entry && !op.bytes.empty();
+      if (op.entry && !op.bytes.empty())
+        op.file = op.entry->file;
     std::map<log_file*, std::string> failed;
     std::vector<std::shared_ptr<log_file>> dirty;
     bool directory = false;
@@ -440,14 +450,13 @@ struct stream_store::impl {
         ++i;
         continue;
       }
-      auto file = first.entry->file;
+      auto file = first.file;
       std::string buffer = std::move(first.bytes);
       uint64_t pos = first.file_pos;
       size_t j = i + 1;
       for (; j < batch.size(); ++j) {
         auto& next = batch[j];
-        // (An op without bytes may find its stream's idle log closed.)
-        if (!next.entry || next.bytes.empty() || next.entry->file != file
+        if (!next.entry || next.bytes.empty() || next.file != file
             || next.file_pos != pos + buffer.size())
           break;
         directory |= next.touches_directory;
@@ -487,9 +496,9 @@ struct stream_store::impl {
     // sync left behind must not be served, nor a retry taken as duplicate.
     std::set<log_file*> cut;
     for (auto& op : batch) {
-      if (!op.writes)
+      if (!op.file)
         continue;
-      auto i = failed.find(op.entry->file.get());
+      auto i = failed.find(op.file.get());
       if (i != failed.end() && cut.insert(i->first).second) {
         log::error("store", "a write to a stream's log failed",
                    {{"file", i->first->path}, {"error", i->second}});
@@ -500,8 +509,8 @@ struct stream_store::impl {
       if (op.repair)
         continue;
       const std::string* why = nullptr;
-      if (op.writes) {
-        auto i = failed.find(op.entry->file.get());
+      if (op.file) {
+        auto i = failed.find(op.file.get());
         if (i != failed.end())
           why = &i->second;
       }
@@ -718,6 +727,8 @@ struct stream_store::impl {
     auto cap = cfg.max_open_files;
     if (cap == 0 || open_files.load() <= cap)
       return;
+    if (wall_ms() < evict_after_ms.load())
+      return; // the last pass found too few idle logs: not on every call
     std::unique_lock<std::mutex> one{evict_mtx, std::try_to_lock};
     if (!one.owns_lock())
       return;
@@ -726,7 +737,7 @@ struct stream_store::impl {
       std::lock_guard<std::mutex> guard{map_mtx};
       all.reserve(streams.size());
       for (auto& [name, e] : streams)
-        all.emplace_back(e->last_access_ms, e);
+        all.emplace_back(e->last_access_ms.load(), e);
     }
     std::sort(all.begin(), all.end(),
               [](const auto& x, const auto& y) { return x.first < y.first; });
@@ -740,6 +751,7 @@ struct stream_store::impl {
         continue;
       e->file.reset();
     }
+    evict_after_ms = open_files.load() > target ? wall_ms() + 100 : 0;
   }
 
   /// The answer when a closed log cannot be opened again.
@@ -1383,7 +1395,7 @@ uint64_t stream_store::wait(const std::string& name, uint64_t offset,
     fn();
     return 0;
   }
-  auto token = e->next_waiter++;
+  auto token = impl_->next_waiter++;
   e->waiters.emplace(token, waiter{offset, std::move(fn)});
   return token;
 }

@@ -14,6 +14,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -413,6 +414,32 @@ fold(const std::vector<std::string>& messages) {
     m.fold(*ev);
   }
   return m.members();
+}
+
+/// Asks the gateway `gw` whether the node is ready and runs `sched` until
+/// it answers.
+template <class Scheduler>
+readiness ask_ready(Scheduler& sched, const gateway_actor& gw) {
+  std::optional<readiness> seen;
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness r) { seen = r; }});
+  sched.run();
+  CAF_REQUIRE(seen);
+  return *seen;
+}
+
+/// Registers (tenant, tags) through the gateway `gw` and runs `sched`: the
+/// answer, none if none came yet.
+template <class Scheduler>
+std::optional<caf::expected<registration>>
+register_through(Scheduler& sched, const gateway_actor& gw,
+                 const std::string& tenant, const std::string& tags) {
+  std::optional<caf::expected<registration>> reg;
+  caf::anon_send(gw, register_atom::value, tenant, tags,
+                 registration_callback{
+                   [&](caf::expected<registration> r) { reg = std::move(r); }});
+  sched.run();
+  return reg;
 }
 
 } // namespace ebridge::test

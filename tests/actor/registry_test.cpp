@@ -259,15 +259,8 @@ struct fixture : test_coordinator_fixture<config> {
     return result;
   }
 
-  /// Asks the gateway `gw` whether the node is ready and runs until it
-  /// answers.
   readiness ask_ready(const gateway_actor& gw) {
-    std::optional<readiness> seen;
-    caf::anon_send(gw, ready_atom::value,
-                   readiness_callback{[&](readiness r) { seen = r; }});
-    sched.run();
-    CAF_REQUIRE(seen);
-    return *seen;
+    return test::ask_ready(sched, gw);
   }
 
   registry_actor registry_handle;
@@ -576,11 +569,7 @@ CAF_TEST(gateway reports not ready while the node actors restart) {
   CAF_CHECK(!seen.ready);
   CAF_CHECK_EQUAL(seen.reason, why);
   // A register meanwhile is refused as retryable, not lost in a dead actor.
-  std::optional<caf::expected<registration>> reg;
-  caf::anon_send(gw, register_atom::value, std::string{"t1"}, std::string{"{}"},
-                 registration_callback{
-                   [&](caf::expected<registration> r) { reg = std::move(r); }});
-  sched.run();
+  auto reg = test::register_through(sched, gw, "t1", "{}");
   CAF_REQUIRE(reg);
   CAF_REQUIRE(!*reg);
   CAF_CHECK(reg->error() == make_error(ec::restarting, why));
@@ -588,6 +577,22 @@ CAF_TEST(gateway reports not ready while the node actors restart) {
   caf::anon_send(gw, rebind_atom::value,
                  node_actors{registry_handle, {}, {}, {}}, std::string{});
   CAF_CHECK(ask_ready(gw).ready);
+  caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
+}
+
+CAF_TEST(gateway readiness in flight when the actors go down is not ready) {
+  auto gw = sys.spawn(gateway, node_actors{registry_handle, {}, {}, {}},
+                      std::chrono::milliseconds{100});
+  std::optional<readiness> seen;
+  caf::anon_send(gw, ready_atom::value,
+                 readiness_callback{[&](readiness r) { seen = r; }});
+  // The supervisor's word comes while the registry's ping is on its way.
+  caf::anon_send(gw, rebind_atom::value, node_actors{},
+                 std::string{"the sink actor stopped"});
+  sched.run();
+  CAF_REQUIRE(seen);
+  CAF_CHECK(!seen->ready);
+  CAF_CHECK_EQUAL(seen->reason, "the sink actor stopped");
   caf::anon_send_exit(gw, caf::exit_reason::user_shutdown);
 }
 

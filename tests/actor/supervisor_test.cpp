@@ -61,12 +61,7 @@ struct fixture : test_coordinator_fixture<actor_test_config> {
   }
 
   readiness ask_ready() {
-    std::optional<readiness> seen;
-    caf::anon_send(gw, ready_atom::value,
-                   readiness_callback{[&](readiness r) { seen = r; }});
-    sched.run();
-    CAF_REQUIRE(seen);
-    return *seen;
+    return test::ask_ready(sched, gw);
   }
 
   std::string status() {
@@ -160,12 +155,7 @@ CAF_TEST(one actor that dies restarts all of them after a backoff) {
   auto seen = ask_ready();
   CAF_CHECK(!seen.ready);
   CAF_CHECK_EQUAL(seen.reason, why);
-  std::optional<caf::expected<registration>> reg;
-  caf::anon_send(gw, register_atom::value, std::string{"t1"},
-                 std::string{R"({"team":"infra"})"},
-                 registration_callback{
-                   [&](caf::expected<registration> r) { reg = std::move(r); }});
-  sched.run();
+  auto reg = register_through(sched, gw, "t1", R"({"team":"infra"})");
   CAF_REQUIRE(reg && !*reg);
   CAF_CHECK_EQUAL(static_cast<ec>(reg->error().code()), ec::restarting);
   // After the backoff a fresh set runs, and the node is ready again.
@@ -206,12 +196,7 @@ CAF_TEST(deaths in a row back off longer each time up to the cap) {
 CAF_TEST(a manager that dies takes its bridges with it) {
   // A view registered through the gateway runs a bridge under the manager.
   auto g = started.front();
-  std::optional<caf::expected<registration>> reg;
-  caf::anon_send(gw, register_atom::value, std::string{"t1"},
-                 std::string{R"({"team":"infra"})"},
-                 registration_callback{
-                   [&](caf::expected<registration> r) { reg = std::move(r); }});
-  sched.run();
+  register_through(sched, gw, "t1", R"({"team":"infra"})");
   CAF_REQUIRE(g->src->subscriptions.size() == 1u);
   auto bridge = g->src->subscriptions.back().bridge;
   caf::anon_send_exit(g->actors.manager, caf::exit_reason::kill);

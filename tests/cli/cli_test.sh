@@ -332,11 +332,15 @@ fi
 # Out of file descriptors: a server with a hard limit of 64 keeps serving
 # its open connections, answers new ones 503 (not a busy accept loop that
 # floods the log), and accepts again once descriptors are free.
-(ulimit -n 64 && exec "$ebridge" --postgres.url="$TEST_DATABASE_URL" \
-  --http.listen=127.0.0.1:0 --source.slot="${db_name:0:50}_fd" \
-  --data-dir="$work/data-fd" serve) >"$work/log-fd" 2>&1 &
-fd_pid=$!
-fd_port=$(serving_port "$work/log-fd")
+# A server limited to 64 descriptors on data-fd, logging to $1.
+fd_serve() {
+  (ulimit -n 64 && exec "$ebridge" --postgres.url="$TEST_DATABASE_URL" \
+    --http.listen=127.0.0.1:0 --source.slot="${db_name:0:50}_fd" \
+    --data-dir="$work/data-fd" serve) >"$1" 2>&1 &
+  fd_pid=$!
+  fd_port=$(serving_port "$1")
+}
+fd_serve "$work/log-fd"
 if [ -z "$fd_port" ]; then
   fail "serve starts with 64 descriptors: $(tail -5 "$work/log-fd")"
 else
@@ -378,11 +382,7 @@ else
 fi
 kill -TERM "$fd_pid" 2>/dev/null; wait "$fd_pid" 2>/dev/null; fd_pid=""
 # ... and a restart under the same limit recovers all 200, each readable.
-(ulimit -n 64 && exec "$ebridge" --postgres.url="$TEST_DATABASE_URL" \
-  --http.listen=127.0.0.1:0 --source.slot="${db_name:0:50}_fd" \
-  --data-dir="$work/data-fd" serve) >"$work/log-fd2" 2>&1 &
-fd_pid=$!
-fd_port=$(serving_port "$work/log-fd2")
+fd_serve "$work/log-fd2"
 if [ -z "$fd_port" ]; then
   fail "serve starts again with 200 streams and 64 descriptors: $(tail -5 "$work/log-fd2")"
 else

@@ -647,6 +647,24 @@ CAF_TEST(delete removes the stream and its file) {
   CAF_CHECK(read_all("/d").empty());
 }
 
+CAF_TEST(a waiter token of a deleted stream never cancels its successor) {
+  // Long-polls and SSE hubs cancel their waiter by token; a late cancel of a
+  // deleted stream's waiter must not take the recreated stream's away.
+  create("/t");
+  bool first = false;
+  auto old_token = store->wait("/t", 0, [&] { first = true; });
+  CAF_CHECK(remove("/t").status == store_status::ok);
+  CAF_CHECK(first); // the delete woke it
+  create("/t");
+  std::promise<void> woke;
+  auto token = store->wait("/t", 0, [&] { woke.set_value(); });
+  CAF_CHECK_NOT_EQUAL(token, old_token);
+  store->cancel_wait("/t", old_token);
+  append("/t", {"1"});
+  CAF_CHECK(woke.get_future().wait_for(std::chrono::seconds{5})
+            == std::future_status::ready);
+}
+
 CAF_TEST(a flipped bit in an acknowledged record of zeros cuts nothing) {
   // A record whose own data holds whole sectors of zeros, acknowledged, with
   // acknowledged records after it: one flipped bit is corruption; the

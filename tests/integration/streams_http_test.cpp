@@ -2,6 +2,7 @@
 #include <caf/test/unit_test.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -28,9 +29,16 @@ struct held_read : store_io {
   bool armed = false;
   bool holding = false;
   bool released = false;
+  /// The next read of durable data fails with EIO.
+  bool fail_next = false;
 
   ssize_t pread(int fd, void* data, size_t size, off_t pos) override {
     std::unique_lock<std::mutex> guard{mtx};
+    if (fail_next) {
+      fail_next = false;
+      errno = EIO;
+      return -1;
+    }
     if (armed) {
       armed = false;
       holding = true;
@@ -235,6 +243,34 @@ CAF_TEST(data durable as a long-poll times out is sent and not skipped) {
   poll.until("new data", 1s);
   CAF_CHECK_EQUAL(poll.got.substr(0, 12), "HTTP/1.1 200");
   CAF_CHECK(poll.got.find("new data") != std::string::npos);
+}
+
+CAF_TEST(a long poll woken to a stream it cannot read answers 503) {
+  // Before, the answer took the failed read for an empty one: a 204 with
+  // Stream-Next-Offset 0, and the client read the stream again from there.
+  auto path = std::string{"/v1/stream/lp503"};
+  test::exchange(port, test::request("PUT " + path
+                                       + " HTTP/1.1\r\nHost: x\r\n"
+                                         "Content-Type: text/plain\r\n",
+                                     "x"));
+  sse_reader poll{port, path
+                          + "?offset=0000000000000000_0000000000000001"
+                            "&live=long-poll"};
+  std::this_thread::sleep_for(100ms); // the long-poll waits at the tail
+  {
+    std::lock_guard<std::mutex> guard{disk->mtx};
+    disk->fail_next = true;
+  }
+  auto answer = test::exchange(
+    port,
+    test::request("POST " + path
+                    + " HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      "text/plain\r\n",
+                  "y"),
+    5s);
+  CAF_CHECK_EQUAL(answer.substr(0, 10), "HTTP/1.1 2");
+  CAF_REQUIRE(poll.until("\r\n\r\n", 5s));
+  CAF_CHECK_EQUAL(poll.got.substr(0, 12), "HTTP/1.1 503");
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
