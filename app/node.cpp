@@ -25,6 +25,7 @@
 #include "actors/source.hpp"
 #include "actors/supervisor.hpp"
 #include "app/actor_views.hpp"
+#include "app/shutdown.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/tags.hpp"
@@ -246,15 +247,15 @@ int run_serve(const options& opts) {
                {{"grace_s", std::to_string(shutdown_grace.count())}});
     std::_Exit(exit_failure);
   }}.detach();
-  // Order: stop taking requests, stop the actors and wait for them, stop
-  // asio, then drain the store: its writers' last callbacks post to asio
-  // and send to actors, so both must still exist (the store was declared
-  // before the actor system, which would otherwise die first).
-  server.stop();
-  stop_actors();
-  sys.await_all_actors_done();
-  io.stop();
-  store.reset();
+  // The store was declared before the actor system, which would otherwise
+  // die first; stop_node drains it while both still exist.
+  stop_node(
+    server,
+    [&] {
+      stop_actors();
+      sys.await_all_actors_done();
+    },
+    io, store);
   log::info("node", "stopped");
   return exit_ok;
 }

@@ -135,10 +135,12 @@ struct http_fixture {
   }
 
   ~http_fixture() {
-    server->stop();
+    // (A test may have stopped and taken these down already.)
+    if (server)
+      server->stop();
     io.stop();
+    store.reset(); // drained while the HTTP layer exists (see stop_node)
     api.reset();
-    store.reset();
     std::string cmd = "rm -rf '" + dir + "'";
     if (std::system(cmd.c_str()) != 0)
       CAF_MESSAGE("could not remove " << dir);

@@ -11,6 +11,7 @@
 
 #include <poll.h>
 
+#include "app/shutdown.hpp"
 #include "tests/integration/http_fixture.hpp"
 
 // The Durable Streams API over real HTTP on loopback, where one stream must
@@ -31,6 +32,22 @@ struct held_read : store_io {
   bool released = false;
   /// The next read of durable data fails with EIO.
   bool fail_next = false;
+  /// Holds the next fdatasync, once armed, until released.
+  bool sync_armed = false;
+  bool sync_holding = false;
+  bool sync_released = false;
+
+  int fdatasync(int fd) override {
+    std::unique_lock<std::mutex> guard{mtx};
+    if (sync_armed) {
+      sync_armed = false;
+      sync_holding = true;
+      cv.notify_all();
+      cv.wait(guard, [this] { return sync_released; });
+    }
+    guard.unlock();
+    return store_io::fdatasync(fd);
+  }
 
   ssize_t pread(int fd, void* data, size_t size, off_t pos) override {
     std::unique_lock<std::mutex> guard{mtx};
@@ -67,7 +84,8 @@ struct held_read : store_io {
   }
 };
 
-/// A raw SSE connection: what it received so far.
+/// A raw SSE connection (or, with an empty path, any raw connection): what
+/// it received so far.
 struct sse_reader {
   int fd = -1;
   std::string got;
@@ -80,6 +98,8 @@ struct sse_reader {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
       CAF_FAIL("cannot connect");
+    if (path.empty())
+      return; // a raw connection: the test sends its own request
     auto req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
     if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL)
         != static_cast<ssize_t>(req.size()))
@@ -271,6 +291,61 @@ CAF_TEST(a long poll woken to a stream it cannot read answers 503) {
   CAF_CHECK_EQUAL(answer.substr(0, 10), "HTTP/1.1 2");
   CAF_REQUIRE(poll.until("\r\n\r\n", 5s));
   CAF_CHECK_EQUAL(poll.got.substr(0, 12), "HTTP/1.1 503");
+}
+
+CAF_TEST(a node stopped with a write in flight drains its store first) {
+  // The write's answer and the wake-ups of the stream's long-poll and SSE
+  // reader come from the store's writer after the HTTP server and the io
+  // threads stopped: stop_node drains the store while what they call still
+  // exists, and nothing calls back after it returned (the sanitizer run
+  // reports a use after free otherwise).
+  auto path = std::string{"/v1/stream/stop"};
+  test::exchange(port, test::request("PUT " + path
+                                       + " HTTP/1.1\r\nHost: x\r\n"
+                                         "Content-Type: application/json\r\n",
+                                     "[]"));
+  sse_reader follower{port, path + "?offset=-1&live=sse"};
+  CAF_REQUIRE(follower.until("upToDate", 5s));
+  sse_reader poll{port, path + "?offset=-1&live=long-poll"};
+  std::this_thread::sleep_for(100ms);
+  {
+    std::lock_guard<std::mutex> guard{disk->mtx};
+    disk->sync_armed = true;
+  }
+  sse_reader writer{port, ""}; // a raw connection for the POST
+  auto body = std::string{R"(["last"])"};
+  auto req = "POST " + path
+             + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: "
+             + std::to_string(body.size()) + "\r\n\r\n" + body;
+  CAF_REQUIRE(::send(writer.fd, req.data(), req.size(), MSG_NOSIGNAL)
+              == static_cast<ssize_t>(req.size()));
+  {
+    std::unique_lock<std::mutex> guard{disk->mtx};
+    CAF_REQUIRE(
+      disk->cv.wait_for(guard, 10s, [this] { return disk->sync_holding; }));
+  }
+  std::thread release{[this] {
+    std::this_thread::sleep_for(200ms);
+    std::lock_guard<std::mutex> guard{disk->mtx};
+    disk->sync_released = true;
+    disk->cv.notify_all();
+  }};
+  stop_node(
+    *server, [] {}, io, store);
+  release.join();
+  CAF_CHECK(store == nullptr);
+  // Nothing may call into the HTTP layer now: take it down.
+  api.reset();
+  server.reset();
+  // The write became durable.
+  stream_store::config cfg;
+  cfg.directory = dir;
+  auto reopened = EB_OK(stream_store::open(cfg));
+  auto r = reopened->read(path, 0);
+  CAF_REQUIRE(r.status == store_status::ok);
+  CAF_REQUIRE_EQUAL(r.chunks.size(), 1u);
+  CAF_CHECK_EQUAL(r.chunks[0], "\"last\"");
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
