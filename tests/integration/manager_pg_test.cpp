@@ -92,6 +92,24 @@ member_row row(const std::string& url, const std::string& status) {
   return *make_member_row(c);
 }
 
+/// The scripted feed's transactions for subscription `id`: 0001 inserts /a
+/// and /b, 0002 moves /a to running and deletes /b, 0003 inserts /c.
+change_batch txn(uint64_t id, const std::string& at) {
+  if (at == "0001")
+    return change_batch{id,
+                        {"h1", at},
+                        {{change_op::insert, "/a", row("/a", "idle")},
+                         {change_op::insert, "/b", row("/b", "idle")}}};
+  if (at == "0002")
+    return change_batch{id,
+                        {"h1", at},
+                        {{change_op::update, "/a", row("/a", "running")},
+                         {change_op::remove, "/b", std::nullopt}}};
+  return change_batch{id,
+                      {"h1", at},
+                      {{change_op::insert, "/c", row("/c", "idle")}}};
+}
+
 struct fixture {
   fixture() {
     pg_connection conn{db.url()};
@@ -170,12 +188,7 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
                                     std::string{"default"}, to_json(tags));
         auto s = src->wait_for(1);
         CAF_CHECK(s.from.empty());
-        caf::anon_send(
-          s.bridge,
-          change_batch{s.id,
-                       {"h1", "0001"},
-                       {{change_op::insert, "/a", row("/a", "idle")},
-                        {change_op::insert, "/b", row("/b", "idle")}}});
+        caf::anon_send(s.bridge, txn(s.id, "0001"));
         caf::anon_send(s.bridge, up_to_date_atom::value,
                        up_to_date_msg{s.id, {"h1", "0001"}});
         answer.receive(
@@ -184,12 +197,7 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
             CAF_CHECK_EQUAL(r.stream_url, stream);
           },
           [](caf::error& err) { CAF_FAIL(describe(err)); });
-        caf::anon_send(s.bridge,
-                       change_batch{s.id,
-                                    {"h1", "0002"},
-                                    {{change_op::update, "/a",
-                                      row("/a", "running")},
-                                     {change_op::remove, "/b", std::nullopt}}});
+        caf::anon_send(s.bridge, txn(s.id, "0002"));
         CAF_CHECK(eventually([&] {
           auto r = direct.get_bridge("default", ref);
           return r && r->cursor_offset == "0002";
@@ -200,16 +208,8 @@ CAF_TEST(views survive a node restart exactly once with the real registry and st
         auto s = src->wait_for(1);
         CAF_CHECK_EQUAL(s.from.handle, "h1");
         CAF_CHECK_EQUAL(s.from.offset, "0002");
-        caf::anon_send(s.bridge,
-                       change_batch{s.id,
-                                    {"h1", "0002"},
-                                    {{change_op::update, "/a",
-                                      row("/a", "running")},
-                                     {change_op::remove, "/b", std::nullopt}}});
-        caf::anon_send(s.bridge, change_batch{s.id,
-                                              {"h1", "0003"},
-                                              {{change_op::insert, "/c",
-                                                row("/c", "idle")}}});
+        caf::anon_send(s.bridge, txn(s.id, "0002"));
+        caf::anon_send(s.bridge, txn(s.id, "0003"));
         CAF_CHECK(eventually([&] {
           auto r = direct.get_bridge("default", ref);
           return r && r->cursor_offset == "0003";
@@ -301,21 +301,13 @@ CAF_TEST(a view survives a supervised restart exactly once from its cursor) {
   auto [src1, gen1] = source_of(1);
   auto s = src1->wait_for(1);
   CAF_CHECK(s.from.empty());
-  caf::anon_send(s.bridge,
-                 change_batch{s.id,
-                              {"h1", "0001"},
-                              {{change_op::insert, "/a", row("/a", "idle")},
-                               {change_op::insert, "/b", row("/b", "idle")}}});
+  caf::anon_send(s.bridge, txn(s.id, "0001"));
   caf::anon_send(s.bridge, up_to_date_atom::value,
                  up_to_date_msg{s.id, {"h1", "0001"}});
   auto reg = registered.get_future().get();
   CAF_REQUIRE(reg);
   CAF_CHECK_EQUAL(reg->stream_url, stream);
-  caf::anon_send(s.bridge,
-                 change_batch{s.id,
-                              {"h1", "0002"},
-                              {{change_op::update, "/a", row("/a", "running")},
-                               {change_op::remove, "/b", std::nullopt}}});
+  caf::anon_send(s.bridge, txn(s.id, "0002"));
   CAF_CHECK(eventually([&] {
     auto r = direct.get_bridge("default", ref);
     return r && r->cursor_offset == "0002";
@@ -329,15 +321,8 @@ CAF_TEST(a view survives a supervised restart exactly once from its cursor) {
   CAF_CHECK_EQUAL(again.from.offset, "0002");
   // The new source replays 0002 (its confirmed position may lag) and a new
   // change follows: each lands once.
-  caf::anon_send(again.bridge,
-                 change_batch{again.id,
-                              {"h1", "0002"},
-                              {{change_op::update, "/a", row("/a", "running")},
-                               {change_op::remove, "/b", std::nullopt}}});
-  caf::anon_send(again.bridge,
-                 change_batch{again.id,
-                              {"h1", "0003"},
-                              {{change_op::insert, "/c", row("/c", "idle")}}});
+  caf::anon_send(again.bridge, txn(again.id, "0002"));
+  caf::anon_send(again.bridge, txn(again.id, "0003"));
   CAF_CHECK(eventually([&] {
     auto r = direct.get_bridge("default", ref);
     return r && r->cursor_offset == "0003";
