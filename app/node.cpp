@@ -119,7 +119,27 @@ size_t raise_open_files_limit() {
   return lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<size_t>(lim.rlim_cur);
 }
 
+/// Whether `host` only takes connections from this machine.
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 int run_serve(const options& opts) {
+  // No authentication exists yet: anyone who reaches the port reads and
+  // writes everything. Only loopback, unless the operator says otherwise.
+  if (!is_loopback(opts.http_listen.host)) {
+    if (!opts.auth_insecure) {
+      std::cerr << "ebridge: refusing to serve on " << opts.http_listen.host
+                << " without authentication: anyone who reaches it could "
+                   "read and write every stream; listen on loopback, or "
+                   "give --auth.insecure=true to accept that\n";
+      return exit_usage;
+    }
+    log::warn("node",
+              "serving without authentication on a non-loopback "
+              "address (--auth.insecure=true)",
+              {{"http", opts.http_listen.host}});
+  }
   auto fd_limit = raise_open_files_limit();
   if (auto err = prepare_data_dir(opts.data_dir)) {
     std::cerr << "ebridge: " << error_message(err) << '\n';
@@ -208,7 +228,9 @@ int run_serve(const options& opts) {
                                    std::chrono::milliseconds{15000});
   streams_api streams{*store, io, api_cfg};
   actor_views views{gateway_handle};
-  route_targets targets{&views, &streams};
+  route_targets targets{&views, &streams,
+                        route_policy{opts.http_cors_origins,
+                                     opts.tenant_default}};
   http_limits limits;
   limits.max_body = opts.http_max_body;
   http_server server{io,

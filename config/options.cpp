@@ -126,6 +126,44 @@ caf::error set_positive_duration(std::chrono::milliseconds& field,
   return caf::none;
 }
 
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+    s.remove_suffix(1);
+  return s;
+}
+
+caf::expected<bool> parse_bool(std::string_view text) {
+  if (text == "true" || text == "1" || text == "yes" || text == "on")
+    return true;
+  if (text == "false" || text == "0" || text == "no" || text == "off")
+    return false;
+  return make_error(ec::invalid_config, "must be true or false");
+}
+
+/// An origin as browsers send it: scheme://host[:port], nothing after.
+bool is_origin(std::string_view text) {
+  auto scheme = text.find("://");
+  if (scheme == std::string_view::npos || scheme == 0)
+    return false;
+  auto rest = text.substr(scheme + 3);
+  if (rest.empty() || rest.find_first_of("/?#@ ") != std::string_view::npos)
+    return false;
+  for (char c : text.substr(0, scheme))
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-'
+        && c != '.')
+      return false;
+  return true;
+}
+
+std::string join_list(const std::vector<std::string>& items) {
+  std::string out;
+  for (auto& item : items)
+    out += (out.empty() ? "" : ",") + item;
+  return out;
+}
+
 const std::vector<option_info>& option_table() {
   static const std::vector<option_info> table = {
     {"config", "config file to read (key = value lines, [section] headers)",
@@ -185,6 +223,58 @@ const std::vector<option_info>& option_table() {
        if (!n)
          return n.error();
        o.http_max_body = *n;
+       return caf::none;
+     }},
+    {"http.cors-origins",
+     "origins (scheme://host[:port], comma-separated) whose web pages may "
+     "call this node: only they get CORS headers, and a POST, PUT or DELETE "
+     "carrying any other Origin is refused with 403 before it changes "
+     "anything (default: none)",
+     [](const options& o) {
+       return o.http_cors_origins.empty() ? "(none)"
+                                          : join_list(o.http_cors_origins);
+     },
+     [](options& o, std::string_view v) -> caf::error {
+       std::vector<std::string> origins;
+       while (!v.empty()) {
+         auto comma = v.find(',');
+         auto item = trim(v.substr(0, comma));
+         v = comma == std::string_view::npos ? std::string_view{}
+                                             : v.substr(comma + 1);
+         if (item.empty())
+           continue;
+         if (!is_origin(item))
+           return make_error(ec::invalid_config,
+                             "not an origin (scheme://host[:port]): "
+                               + std::string{item});
+         origins.emplace_back(item);
+       }
+       o.http_cors_origins = std::move(origins);
+       return caf::none;
+     }},
+    {"tenant.default",
+     "the tenant of every view and stream while no authentication names "
+     "one",
+     [](const options& o) { return o.tenant_default; },
+     [](options& o, std::string_view v) -> caf::error {
+       if (v.empty() || v.size() > 128
+           || v.find_first_of("/\r\n\t ") != std::string_view::npos)
+         return make_error(ec::invalid_config,
+                           "must be 1 to 128 characters without '/', "
+                           "spaces or control characters");
+       o.tenant_default = std::string{v};
+       return caf::none;
+     }},
+    {"auth.insecure",
+     "serve on an address other than loopback without authentication (there "
+     "is none yet: anyone who reaches the port can read and write every "
+     "stream); without it, serve refuses such an address",
+     [](const options& o) { return o.auth_insecure ? "true" : "false"; },
+     [](options& o, std::string_view v) -> caf::error {
+       auto b = parse_bool(v);
+       if (!b)
+         return b.error();
+       o.auth_insecure = *b;
        return caf::none;
      }},
     {"store.max-open-files",
@@ -352,14 +442,6 @@ caf::error apply(options& opts, std::string_view key, std::string_view value,
                                             + info->key + " (" + where
                                             + "): " + error_message(err));
   return caf::none;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-    s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-    s.remove_suffix(1);
-  return s;
 }
 
 caf::error read_config_file(options& opts, const std::string& path) {

@@ -46,6 +46,12 @@ struct options {
   uint64_t source_idle_lag = defaults::idle_lag;
   std::chrono::milliseconds source_resume_wait = defaults::resume_wait;
   std::chrono::milliseconds source_down_after = defaults::feed_down_after;
+  /// Origins whose pages may call this node (CORS); empty: none.
+  std::vector<std::string> http_cors_origins;
+  /// The tenant of every request while no authentication names one.
+  std::string tenant_default = "default";
+  /// Serve on a non-loopback address without authentication.
+  bool auth_insecure = false;
   std::string config_file; // empty: no file
 };
 

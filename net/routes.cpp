@@ -68,8 +68,39 @@ namespace {
 constexpr std::string_view ensure_stream_path
   = "/_electric/observations/entities/ensure-stream";
 constexpr std::string_view entities_prefix = "/_entities/";
-/// Until principals arrive, every view belongs to the default tenant.
-const std::string default_tenant = "default";
+constexpr const char* allowed_methods = "GET, POST, PUT, DELETE, HEAD, OPTIONS";
+constexpr const char* allowed_headers
+  = "Content-Type, Authorization, If-None-Match, Stream-Seq, Stream-TTL, "
+    "Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, "
+    "Producer-Seq";
+constexpr const char* exposed_headers
+  = "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, "
+    "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
+    "Producer-Received-Seq, ETag, Content-Type, Stream-SSE-Data-Encoding, "
+    "Stream-TTL, Stream-Expires-At, Location";
+
+/// The answer to a preflight: what a listed origin may send.
+http_response make_preflight() {
+  http_response res;
+  res.status = 204;
+  res.set("Access-Control-Allow-Methods", allowed_methods);
+  res.set("Access-Control-Allow-Headers", allowed_headers);
+  res.set("Access-Control-Max-Age", "86400");
+  return res;
+}
+
+bool listed(const route_policy& policy, const std::string& origin) {
+  return std::find(policy.cors_origins.begin(), policy.cors_origins.end(),
+                   origin)
+         != policy.cors_origins.end();
+}
+
+/// The CORS headers for a listed origin (answers vary by Origin).
+void allow_origin(http_response& res, const std::string& origin) {
+  res.set("Access-Control-Allow-Origin", origin);
+  res.set("Access-Control-Expose-Headers", exposed_headers);
+  res.set("Vary", "Origin");
+}
 
 void ensure_stream(const route_targets& targets, http_request& req,
                    http_responder& respond) {
@@ -85,7 +116,7 @@ void ensure_stream(const route_targets& targets, http_request& req,
     respond(json_error(400, "INVALID_REQUEST", error_message(tags.error())));
     return;
   }
-  targets.views->register_view(default_tenant, to_json(*tags),
+  targets.views->register_view(targets.policy.tenant, to_json(*tags),
                                [respond](caf::expected<registration> r) {
                                  respond(registration_response(r));
                                });
@@ -98,16 +129,17 @@ void read_entities(const route_targets& targets, http_request req,
   auto path = req.path();
   auto ref = std::string{path.substr(entities_prefix.size())};
   auto* views = targets.views;
-  views->touch(default_tenant, ref);
+  const auto& tenant = targets.policy.tenant;
+  views->touch(tenant, ref);
   if (req.method != "GET") {
     targets.streams->handle(std::move(req), std::move(respond), true);
     return;
   }
-  views->reader_open(default_tenant, ref);
+  views->reader_open(tenant, ref);
   auto closed = std::make_shared<std::atomic<bool>>(false);
-  auto close = [views, ref, closed] {
+  auto close = [views, tenant, ref, closed] {
     if (!closed->exchange(true))
-      views->reader_close(default_tenant, ref);
+      views->reader_close(tenant, ref);
   };
   auto counted = [respond, close](http_response res) {
     if (!res.stream) {
@@ -129,6 +161,37 @@ void read_entities(const route_targets& targets, http_request req,
 
 void handle_request(const route_targets& targets, http_request req,
                     http_responder respond) {
+  // Browsers: only listed origins get CORS headers, and a state-changing
+  // request from any other page is refused before it changes anything (a
+  // text/plain POST needs no preflight, so the answer's headers alone would
+  // not stop it).
+  if (auto* origin = req.header("origin")) {
+    auto allowed = listed(targets.policy, *origin);
+    bool changes = req.method == "POST" || req.method == "PUT"
+                   || req.method == "DELETE" || req.method == "PATCH";
+    if (!allowed && (changes || req.method == "OPTIONS")) {
+      respond(json_error(403, "FORBIDDEN",
+                         "origin " + *origin
+                           + " is not allowed (see --http.cors-origins)"));
+      return;
+    }
+    if (allowed) {
+      if (req.method == "OPTIONS") {
+        auto res = make_preflight();
+        allow_origin(res, *origin);
+        respond(std::move(res));
+        return;
+      }
+      respond = [respond, origin = *origin](http_response res) {
+        allow_origin(res, origin);
+        respond(std::move(res));
+      };
+    }
+  }
+  if (req.method == "OPTIONS") {
+    respond(make_preflight());
+    return;
+  }
   auto path = req.path();
   if (path == ensure_stream_path) {
     ensure_stream(targets, req, respond);

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include <string_view>
 
 #include "core/readiness.hpp"
@@ -17,10 +20,20 @@ http_response readiness_response(const readiness& state);
 
 class streams_api;
 
+/// Who may call from a browser, and whose requests these are.
+struct route_policy {
+  /// Origins whose pages get CORS headers; a POST, PUT or DELETE with any
+  /// other `Origin` is refused (403) before it changes anything.
+  std::vector<std::string> cors_origins;
+  /// The tenant of every request (until authentication names one).
+  std::string tenant = "default";
+};
+
 /// What the routes hand requests to.
 struct route_targets {
   view_service* views;
   streams_api* streams;
+  route_policy policy = {};
 };
 
 /// The answer to a register: 200 with the ref and stream URL; 400 for bad

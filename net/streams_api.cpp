@@ -25,18 +25,12 @@ using stream_http::not_found;
 
 namespace {
 
-constexpr const char* expose_headers
-  = "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, "
-    "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
-    "Producer-Received-Seq, ETag, Content-Type, Stream-SSE-Data-Encoding, "
-    "Stream-TTL, Stream-Expires-At, Location";
 
 constexpr uint64_t tail_position = std::numeric_limits<uint64_t>::max();
 
-/// The CORS headers of every stream answer.
+/// Every stream answer may be embedded by another origin's page (CORS
+/// headers, for the origins allowed to read it, come from the routes).
 http_response& with_cors(http_response& res) {
-  res.set("Access-Control-Allow-Origin", "*");
-  res.set("Access-Control-Expose-Headers", expose_headers);
   res.set("Cross-Origin-Resource-Policy", "cross-origin");
   return res;
 }
@@ -221,26 +215,10 @@ streams_api::streams_api(stream_store& store, io_runtime& io,
   // nop
 }
 
-http_response streams_api::preflight() {
-  auto res = make_response(204);
-  res.set("Access-Control-Allow-Methods",
-          "GET, POST, PUT, DELETE, HEAD, OPTIONS");
-  res.set("Access-Control-Allow-Headers",
-          "Content-Type, Authorization, If-None-Match, Stream-Seq, Stream-TTL, "
-          "Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, "
-          "Producer-Seq");
-  res.set("Access-Control-Max-Age", "86400");
-  return res;
-}
-
 void streams_api::handle(http_request req, http_responder respond,
                          bool read_only) {
   std::string name{req.path()};
   auto& method = req.method;
-  if (method == "OPTIONS") {
-    respond(preflight());
-    return;
-  }
   if (auto why = store_.corruption(name); why && method != "DELETE") {
     respond(error(500, "STREAM_CORRUPT", *why));
     return;

@@ -42,8 +42,6 @@ public:
   /// streams): writes get 405.
   void handle(http_request req, http_responder respond, bool read_only);
 
-  /// CORS preflight answer for any path.
-  static http_response preflight();
 
   struct sse_session;
   struct sse_hub;

@@ -55,10 +55,17 @@ expect "help lists options" 0 'EBRIDGE_POSTGRES_URL' "$ebridge" --help
 for opt in postgres.url http.listen data-dir log.level scheduler.max-threads \
   registry.pool-size registry.timeout http.long-poll-timeout http.max-body http.threads \
   source.slot source.publication source.idle-interval source.idle-lag source.max-lag \
-  source.resume-wait source.down-after store.max-open-files config; do
+  source.resume-wait source.down-after store.max-open-files http.cors-origins \
+  tenant.default auth.insecure config; do
   expect "help lists --$opt" 0 "--$opt=" "$ebridge" --help
 done
 expect "version" 0 '^ebridge [0-9]+\.[0-9]+\.[0-9]+$' "$ebridge" --version
+# No authentication yet: serve stays on loopback unless told otherwise.
+expect "serve refuses a non-loopback address without auth" 2 \
+  'refusing to serve on 0.0.0.0 without authentication' \
+  timeout 20 "$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=0.0.0.0:0 serve
+expect "a CORS origin must be an origin" 2 'not an origin.*example.com' \
+  "$ebridge" --http.cors-origins=example.com serve
 expect "ref vector" 0 '^sourceRef 52df825db9cb78ff$' \
   "$ebridge" ref '{"role":"reviewer","demo_id":"X"}'
 expect "ref stream path" 0 '^streamUrl /_entities/52df825db9cb78ff$' \
@@ -102,7 +109,7 @@ serving_port() {
 # serve: port 0 picks a free port; the log line says which.
 "$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=127.0.0.1:0 \
   --http.max-body=17825792 --source.slot="$db_name" \
-  --data-dir="$work/data" serve >"$work/log" 2>&1 &
+  --http.cors-origins=https://app.example --data-dir="$work/data" serve >"$work/log" 2>&1 &
 server_pid=$!
 port=$(serving_port "$work/log")
 if [ -z "$port" ]; then
@@ -127,6 +134,35 @@ else
     '^200:1 200:0 200:0 $' curl -s -o /dev/null -o /dev/null -o /dev/null \
     -w '%{http_code}:%{num_connects} ' "$base/healthz" "$base/healthz" "$base/readyz"
   ensure="$base/_electric/observations/entities/ensure-stream"
+  # Browsers: only the listed origin gets CORS headers; a page from any other
+  # origin cannot change anything, not even with a text/plain POST (which
+  # needs no preflight). The previous binary answered every origin with *.
+  expect "a listed origin gets CORS headers" 0 'Access-Control-Allow-Origin: https://app.example' \
+    curl -s -D - -o /dev/null -H 'Origin: https://app.example' "$base/healthz"
+  out=$(curl -s -D - -o /dev/null -H 'Origin: https://evil.example' "$base/healthz")
+  if grep -qi 'access-control-allow-origin' <<<"$out"; then
+    fail "an unlisted origin gets no CORS headers: $out"
+  else
+    pass "an unlisted origin gets no CORS headers"
+  fi
+  expect "a text/plain register from an unlisted origin is 403" 0 'FORBIDDEN.*evil.example.* 403$' \
+    curl -s -w ' %{http_code}' -X POST -H 'Origin: https://evil.example' \
+      -H 'Content-Type: text/plain' -d '{"tags":{"cors":"x"}}' "$ensure"
+  expect "a stream create from an unlisted origin is 403" 0 '^403$' \
+    curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Origin: https://evil.example' \
+      -H 'Content-Type: application/json' "$base/v1/stream/cors-denied"
+  expect "and changed nothing" 0 '^404$' \
+    curl -s -o /dev/null -w '%{http_code}' -I "$base/v1/stream/cors-denied"
+  expect "a preflight from the listed origin is 204 with the methods" 0 \
+    'Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD, OPTIONS' \
+    curl -s -D - -o /dev/null -X OPTIONS -H 'Origin: https://app.example' \
+      -H 'Access-Control-Request-Method: POST' "$ensure"
+  expect "a preflight from an unlisted origin is 403" 0 '^403$' \
+    curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: https://evil.example' \
+      -H 'Access-Control-Request-Method: PUT' "$base/v1/stream/x"
+  expect "a write from the listed origin works" 0 '^201$' \
+    curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Origin: https://app.example' \
+      -H 'Content-Type: application/json' "$base/v1/stream/cors-allowed"
   expect "register refuses a non-string tag with 400" 0 \
     '^\{"error":\{"code":"INVALID_REQUEST","message":"tag \\"n\\" must have a string value.* 400$' \
     curl -s -w ' %{http_code}' -X POST -d '{"tags":{"n":1}}' "$ensure"

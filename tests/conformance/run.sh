@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CTest entry: the official Durable Streams conformance suite against a fresh
-# `ebridge serve` (free port, new data directory, 500 ms long-poll timeout).
+# `ebridge serve` (free port, new data directory, 500 ms long-poll timeout,
+# and the origin its CORS preflight test sends listed in http.cors-origins).
 # The Fork groups are excluded: forks are not implemented yet.
 set -uo pipefail
 ebridge=${1:?usage: run.sh PATH_TO_EBRIDGE}
@@ -20,6 +21,7 @@ cleanup() {
 trap cleanup EXIT
 "$ebridge" --postgres.url="$TEST_DATABASE_URL" --http.listen=127.0.0.1:0 \
   --data-dir="$work/data" --http.long-poll-timeout=500ms \
+  --http.cors-origins=https://example.com \
   --log.level=info serve >"$work/log" 2>&1 &
 pid=$!
 port=""
