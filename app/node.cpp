@@ -230,7 +230,10 @@ int run_serve(const options& opts) {
   actor_views views{gateway_handle};
   route_targets targets{&views, &streams,
                         route_policy{opts.http_cors_origins,
-                                     opts.tenant_default}};
+                                     opts.tenant_default,
+                                     tag_limits{opts.tags_max_pairs,
+                                                opts.tags_max_key_bytes,
+                                                opts.tags_max_value_bytes}}};
   http_limits limits;
   limits.max_body = opts.http_max_body;
   http_server server{io,

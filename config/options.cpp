@@ -277,6 +277,36 @@ const std::vector<option_info>& option_table() {
        o.auth_insecure = *b;
        return caf::none;
      }},
+    {"tags.max-pairs",
+     "most tag pairs a registered view may have (400 past it)",
+     [](const options& o) { return std::to_string(o.tags_max_pairs); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 1, 100000);
+       if (!n)
+         return n.error();
+       o.tags_max_pairs = *n;
+       return caf::none;
+     }},
+    {"tags.max-key-bytes",
+     "longest tag key of a registered view, in bytes (400 past it)",
+     [](const options& o) { return std::to_string(o.tags_max_key_bytes); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 1, 1 << 20);
+       if (!n)
+         return n.error();
+       o.tags_max_key_bytes = *n;
+       return caf::none;
+     }},
+    {"tags.max-value-bytes",
+     "longest tag value of a registered view, in bytes (400 past it)",
+     [](const options& o) { return std::to_string(o.tags_max_value_bytes); },
+     [](options& o, std::string_view v) -> caf::error {
+       auto n = parse_unsigned(v, 1, 1 << 20);
+       if (!n)
+         return n.error();
+       o.tags_max_value_bytes = *n;
+       return caf::none;
+     }},
     {"store.max-open-files",
      "most stream logs kept open at once; past it the least recently used "
      "idle ones are closed and opened again on use, so the number of streams "

@@ -52,6 +52,10 @@ struct options {
   std::string tenant_default = "default";
   /// Serve on a non-loopback address without authentication.
   bool auth_insecure = false;
+  /// How large a registered view's tags may be.
+  size_t tags_max_pairs = 64;
+  size_t tags_max_key_bytes = 256;
+  size_t tags_max_value_bytes = 1024;
   std::string config_file; // empty: no file
 };
 

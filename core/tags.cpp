@@ -167,6 +167,29 @@ caf::expected<tag_set> parse_register_body(std::string_view body) {
   return tags_from_json(*i);
 }
 
+caf::error check_tag_limits(const tag_set& tags, const tag_limits& limits) {
+  if (tags.pairs.size() > limits.max_pairs)
+    return make_error(ec::invalid_tags, std::to_string(tags.pairs.size())
+                                          + " tags, more than "
+                                          + std::to_string(limits.max_pairs)
+                                          + " (tags.max-pairs)");
+  for (const auto& [key, value] : tags.pairs) {
+    if (key.size() > limits.max_key_bytes)
+      return make_error(ec::invalid_tags,
+                        "a tag key of " + std::to_string(key.size())
+                          + " bytes, more than "
+                          + std::to_string(limits.max_key_bytes)
+                          + " (tags.max-key-bytes)");
+    if (value.size() > limits.max_value_bytes)
+      return make_error(ec::invalid_tags,
+                        "tag " + js_string(key) + " has a value of "
+                          + std::to_string(value.size()) + " bytes, more than "
+                          + std::to_string(limits.max_value_bytes)
+                          + " (tags.max-value-bytes)");
+  }
+  return caf::none;
+}
+
 caf::expected<tag_set> parse_tags(std::string_view json_text) {
   if (!json_depth_within(json_text))
     return make_error(ec::invalid_tags,

@@ -43,6 +43,16 @@ std::string to_json(const tag_set& tags);
 /// `ec::invalid_input`; bad tags are `ec::invalid_tags`.
 caf::expected<tag_set> parse_register_body(std::string_view body);
 
+/// How large the tags of a view a client registers may be.
+struct tag_limits {
+  size_t max_pairs = 64;
+  size_t max_key_bytes = 256;
+  size_t max_value_bytes = 1024;
+};
+
+/// `ec::invalid_tags` naming the limit the tags pass, or none.
+caf::error check_tag_limits(const tag_set& tags, const tag_limits& limits);
+
 /// The tags index entries: for each pair the compact JSON `["key","value"]`,
 /// the list sorted by UTF-16 code units.
 std::vector<std::string> tags_index(const tag_set& tags);

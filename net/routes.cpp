@@ -116,6 +116,10 @@ void ensure_stream(const route_targets& targets, http_request& req,
     respond(json_error(400, "INVALID_REQUEST", error_message(tags.error())));
     return;
   }
+  if (auto err = check_tag_limits(*tags, targets.policy.tags)) {
+    respond(json_error(400, "INVALID_REQUEST", error_message(err)));
+    return;
+  }
   targets.views->register_view(targets.policy.tenant, to_json(*tags),
                                [respond](caf::expected<registration> r) {
                                  respond(registration_response(r));

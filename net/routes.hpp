@@ -27,6 +27,8 @@ struct route_policy {
   std::vector<std::string> cors_origins;
   /// The tenant of every request (until authentication names one).
   std::string tenant = "default";
+  /// How large a registered view's tags may be.
+  tag_limits tags;
 };
 
 /// What the routes hand requests to.

@@ -56,7 +56,8 @@ for opt in postgres.url http.listen data-dir log.level scheduler.max-threads \
   registry.pool-size registry.timeout http.long-poll-timeout http.max-body http.threads \
   source.slot source.publication source.idle-interval source.idle-lag source.max-lag \
   source.resume-wait source.down-after store.max-open-files http.cors-origins \
-  tenant.default auth.insecure config; do
+  tenant.default auth.insecure tags.max-pairs tags.max-key-bytes tags.max-value-bytes \
+  config; do
   expect "help lists --$opt" 0 "--$opt=" "$ebridge" --help
 done
 expect "version" 0 '^ebridge [0-9]+\.[0-9]+\.[0-9]+$' "$ebridge" --version
@@ -160,6 +161,13 @@ else
   expect "a preflight from an unlisted origin is 403" 0 '^403$' \
     curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: https://evil.example' \
       -H 'Access-Control-Request-Method: PUT' "$base/v1/stream/x"
+  # Tag limits: 64 pairs at most (each limit is an option).
+  many_tags=$(printf '"k%d":"v",' $(seq 1 65)); many_tags="{${many_tags%,}}"
+  expect "a register with 65 tags is 400 naming the limit" 0 \
+    'INVALID_REQUEST.*65 tags, more than 64 \(tags.max-pairs\).* 400$' \
+    curl -s -w ' %{http_code}' -X POST -d "{\"tags\":$many_tags}" "$ensure"
+  expect "a register with a 1,025-byte tag value is 400" 0 'tags.max-value-bytes.* 400$' \
+    curl -s -w ' %{http_code}' -X POST -d "{\"tags\":{\"k\":\"$(head -c 1025 /dev/zero | tr '\0' v)\"}}" "$ensure"
   expect "a write from the listed origin works" 0 '^201$' \
     curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Origin: https://app.example' \
       -H 'Content-Type: application/json' "$base/v1/stream/cors-allowed"

@@ -427,3 +427,27 @@ CAF_TEST(utf8 validation accepts well formed text only) {
   CAF_CHECK(!is_valid_utf8("\xED\xA0\x80"));     // surrogate
   CAF_CHECK(!is_valid_utf8("\xF4\x90\x80\x80")); // past U+10FFFF
 }
+
+CAF_TEST(tag limits take each bound and refuse one past it) {
+  tag_limits limits{3, 4, 5};
+  auto make = [](size_t pairs, size_t key_bytes, size_t value_bytes) {
+    tag_set tags;
+    for (size_t i = 0; i < pairs; ++i)
+      tags.pairs.emplace_back(std::string(key_bytes - 1, 'k')
+                                + static_cast<char>('a' + i),
+                              std::string(value_bytes, 'v'));
+    return tags;
+  };
+  CAF_CHECK(!check_tag_limits(make(3, 4, 5), limits));
+  auto pairs = check_tag_limits(make(4, 4, 5), limits);
+  CAF_CHECK_EQUAL(error_message(pairs), "4 tags, more than 3 (tags.max-pairs)");
+  auto key = check_tag_limits(make(1, 5, 5), limits);
+  CAF_CHECK(error_message(key).find("tags.max-key-bytes") != std::string::npos);
+  auto value = check_tag_limits(make(1, 4, 6), limits);
+  CAF_CHECK(error_message(value).find("tags.max-value-bytes")
+            != std::string::npos);
+  // The defaults: 64 pairs, keys of 256 bytes, values of 1,024 bytes.
+  tag_limits defaults;
+  CAF_CHECK(!check_tag_limits(make(64, 256, 1024), defaults));
+  CAF_CHECK(check_tag_limits(make(65, 2, 1), defaults));
+}
