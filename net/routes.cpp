@@ -179,18 +179,11 @@ void handle_request(const route_targets& targets, http_request req,
                            + " is not allowed (see --http.cors-origins)"));
       return;
     }
-    if (allowed) {
-      if (req.method == "OPTIONS") {
-        auto res = make_preflight();
-        allow_origin(res, *origin);
-        respond(std::move(res));
-        return;
-      }
+    if (allowed)
       respond = [respond, origin = *origin](http_response res) {
         allow_origin(res, origin);
         respond(std::move(res));
       };
-    }
   }
   if (req.method == "OPTIONS") {
     respond(make_preflight());

@@ -30,7 +30,7 @@ constexpr uint64_t tail_position = std::numeric_limits<uint64_t>::max();
 
 /// Every stream answer may be embedded by another origin's page (CORS
 /// headers, for the origins allowed to read it, come from the routes).
-http_response& with_cors(http_response& res) {
+http_response& embeddable(http_response& res) {
   res.set("Cross-Origin-Resource-Policy", "cross-origin");
   return res;
 }
@@ -39,7 +39,7 @@ http_response& with_cors(http_response& res) {
 http_response error(unsigned status, std::string_view code,
                     std::string_view message) {
   auto res = json_error(status, code, message);
-  return with_cors(res);
+  return embeddable(res);
 }
 
 http_response bad_request(std::string_view message) {
@@ -176,7 +176,7 @@ namespace stream_http {
 http_response make_response(unsigned status) {
   http_response res;
   res.status = status;
-  return with_cors(res);
+  return embeddable(res);
 }
 
 http_response not_found(const std::string& name) {
